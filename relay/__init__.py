@@ -1,0 +1,1 @@
+"""Rocket Relay: an OpenAI- and Anthropic-compatible LLM API gateway."""

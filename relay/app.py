@@ -1,0 +1,94 @@
+"""build_app(settings): routes, error handling, and the lifespan that owns shared state."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from relay.auth import Authenticator
+from relay.billing import Billing
+from relay.catalog import load_catalog
+from relay.credentials import CredentialStore
+from relay.crypto import SecretBox
+from relay.db.engine import make_engine
+from relay.errors import RelayError, render
+from relay.limits import build_limiter
+from relay.routes import health, models, openai
+from relay.settings import Settings
+from relay.state import RelayState
+from relay.upstream.chat import ChatAdapter
+
+log = logging.getLogger("relay")
+
+
+def build_state(settings: Settings) -> RelayState:
+    engine = make_engine(settings.database_url)
+    return RelayState(
+        settings=settings,
+        engine=engine,
+        catalog=load_catalog(settings.catalog),
+        auth=Authenticator(engine, settings.auth_cache_ttl_s),
+        credentials=CredentialStore(engine, SecretBox(settings.resolved_secret_key, settings.old_secret_keys),
+                                    settings.env_pool_keys()),
+        limiter=build_limiter(settings.redis_url),
+        billing=Billing(engine, settings.hold_ttl_s),
+        adapters={"chat": ChatAdapter()},
+    )
+
+
+def _protocol_of(request: Request) -> str:
+    return "anthropic" if request.url.path.endswith(("/messages", "/messages/count_tokens")) else "openai"
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = f"{request.method} {request.url.path}: {exc.detail}."
+    return render(RelayError(exc.status_code, message, code), _protocol_of(request))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    error = RelayError(500, "The relay hit an internal error; nothing was charged. Retry, or report "
+                       "the x-request-id if it persists.", "internal_error")
+    return render(error, _protocol_of(request))
+
+
+def build_app(settings: Settings | None = None, state: RelayState | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        relay = app.state.relay = state or build_state(settings)
+        yield
+        await relay.drain()  # settle what is in flight before the process goes
+        await relay.limiter.close()
+
+    def api(source: str) -> list:
+        return [*openai.inference_routes(openai.OPERATIONS, source),
+                Route("/models", models.models_endpoint(source), methods=["GET"])]
+
+    routes = [
+        Route("/healthz", health.healthz),
+        Route("/readyz", health.readyz),
+        Mount("/v1", routes=api("pool")),
+        Mount("/byok/v1", routes=api("byok")),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+    )
+
+
+def create_app() -> Starlette:
+    """uvicorn's factory: settings from the environment."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return build_app(Settings())

@@ -1,0 +1,95 @@
+"""Money around one request: the estimate and hold before dispatch, the charge and usage record after.
+
+Pool traffic (`/v1`) pays sell-side token prices from the prepaid balance. BYOK traffic pays the
+provider directly; the relay records its list-price cost and charges the tier's platform fee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+import anyio.to_thread
+from sqlalchemy import Engine
+
+from relay import ledger
+from relay.auth import Caller
+from relay.catalog import CatalogModel
+from relay.db.engine import session_scope
+from relay.db.models import UsageRecord
+from relay.errors import RelayError
+from relay.money import format_usd
+from relay.pricing import cost_nanos
+from relay.usage import Usage
+
+
+@dataclass(frozen=True)
+class Charge:
+    cost_nanos: int  # what the caller pays
+    list_cost_nanos: int  # what the same usage costs at the provider's list price
+
+
+@dataclass
+class Outcome:
+    """What happened, for the usage record."""
+
+    route: str
+    status: str  # ok | error | cancelled
+    http_status: int
+    latency_ms: int
+    ttft_ms: int | None = None
+    error: str | None = None
+
+
+def price(model: CatalogModel, usage: Usage, caller: Caller, source: str) -> Charge:
+    list_cost = cost_nanos(model.list, usage)
+    if source == "byok":
+        fee = (Decimal(list_cost) * caller.tier.byok_fee_percent / 100).quantize(Decimal(1), ROUND_HALF_UP)
+        return Charge(int(fee), list_cost)
+    return Charge(cost_nanos(model.sell, usage), list_cost)
+
+
+class Billing:
+    def __init__(self, engine: Engine, hold_ttl_s: int) -> None:
+        self.engine = engine
+        self.hold_ttl_s = hold_ttl_s
+
+    async def hold(self, caller: Caller, request_id: str, amount_nanos: int) -> None:
+        """Reserve the estimate, or refuse with 402 before anything is spent."""
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: ledger.place_hold(self.engine, caller.account_id, request_id, amount_nanos, self.hold_ttl_s)
+            )
+        except ledger.InsufficientBalance as exc:
+            raise RelayError(
+                402,
+                f"Insufficient balance: this request may cost up to ${format_usd(amount_nanos)} "
+                f"(estimate), and your available balance is ${format_usd(exc.available_nanos)} "
+                f"(balance ${format_usd(exc.balance_nanos)}, ${format_usd(exc.held_nanos)} held by "
+                "requests in flight). Top up your balance, or lower max_tokens.",
+                "insufficient_balance",
+            ) from None
+
+    async def release(self, request_id: str) -> None:
+        await anyio.to_thread.run_sync(ledger.release, self.engine, request_id)
+
+    async def settle(self, caller: Caller, request_id: str, held: bool, charge: Charge,
+                     record: UsageRecord) -> None:
+        """Charge once, release the hold, write the usage record."""
+
+        def work() -> None:
+            if held:
+                ledger.settle(self.engine, request_id, charge.cost_nanos)
+            else:
+                ledger.charge_without_hold(self.engine, caller.account_id, request_id, charge.cost_nanos)
+            with session_scope(self.engine) as session:
+                session.add(record)
+
+        await anyio.to_thread.run_sync(work)
+
+    async def record_only(self, record: UsageRecord) -> None:
+        def work() -> None:
+            with session_scope(self.engine) as session:
+                session.add(record)
+
+        await anyio.to_thread.run_sync(work)

@@ -1,0 +1,107 @@
+"""SQLModel tables. Money columns are integers of nano-USD (1 USD = 10**9); never floats."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC; SQLModel stores it as UTC and hands it back aware on SQLite and PostgreSQL alike."""
+    return datetime.now(timezone.utc)
+
+
+def _money(**kwargs: Any) -> Any:
+    return Field(default=0, sa_type=BigInteger, **kwargs)
+
+
+class Account(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    tier: str = Field(default="starter")
+    # Custom contract limits; NULL means "the tier's".
+    rpm_limit: Optional[int] = None
+    tpm_limit: Optional[int] = None
+    # Running totals kept beside the append-only ledger so admission is one conditional UPDATE;
+    # the suite checks balance == Σ ledger entries.
+    balance_nanos: int = _money()
+    held_nanos: int = _money()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    key_hash: str = Field(unique=True, index=True)  # sha256 hex of the full key
+    prefix: str  # the visible start of the key, e.g. "sk-rr-3fA9c"
+    label: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: Optional[datetime] = None
+    last_used_at: Optional[datetime] = None
+
+
+class ProviderCredential(SQLModel, table=True):
+    """A provider API key: the shared pool (account_id NULL) or one account's BYOK credential."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    account_id: Optional[int] = Field(default=None, foreign_key="account.id", index=True)
+    provider: str = Field(index=True)
+    encrypted_key: str  # Fernet token; the plaintext never touches the database
+    key_hint: str  # masked form for listings, e.g. "sk-…abcd"
+    base_url: Optional[str] = None
+    label: Optional[str] = None
+    status: str = Field(default="active")  # active | failing
+    failure_reason: Optional[str] = None
+    failed_at: Optional[datetime] = None
+    last_used_at: Optional[datetime] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Append-only money movements. `amount_nanos` is the signed effect on the balance
+    (top-ups positive, charges negative); holds and releases carry the held amount and
+    move `held_nanos`, not the balance."""
+
+    __table_args__ = (UniqueConstraint("account_id", "idempotency_key"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    kind: str  # topup | hold | release | charge | adjustment
+    amount_nanos: int = _money()
+    request_id: Optional[str] = Field(default=None, index=True)
+    idempotency_key: Optional[str] = None
+    note: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Hold(SQLModel, table=True):
+    """Money reserved for one in-flight request; settled, released or expired exactly once."""
+
+    id: str = Field(primary_key=True)  # the request id
+    account_id: int = Field(foreign_key="account.id", index=True)
+    amount_nanos: int = _money()
+    status: str = Field(default="open", index=True)  # open | settled | released | expired
+    expires_at: datetime = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsageRecord(SQLModel, table=True):
+    id: str = Field(primary_key=True)  # the request id, also sent as x-request-id
+    account_id: int = Field(foreign_key="account.id", index=True)
+    api_key_id: Optional[int] = Field(default=None, foreign_key="apikey.id")
+    route: str
+    model: str = Field(index=True)
+    provider: str
+    source: str  # pool | byok
+    usage: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cost_nanos: int = _money()  # what the caller was charged
+    list_cost_nanos: int = _money()  # upstream list price of the same usage
+    status: str  # ok | error | cancelled
+    http_status: int = 200
+    error: Optional[str] = None
+    latency_ms: int = 0
+    ttft_ms: Optional[int] = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)

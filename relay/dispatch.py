@@ -1,0 +1,136 @@
+"""The single place that talks to providers: credential choice, retries, error mapping.
+
+An attempt is the upstream call plus, for a stream, its first item: a failure before the client
+has received anything is retried (with backoff, on the next credential where there is one); after
+that, the stream relay reports it in-band.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import litellm
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from relay.call import Call
+from relay.catalog import CatalogModel
+from relay.credentials import Credential, CredentialStore
+from relay.errors import RelayError
+from relay.upstream.base import target_for
+
+log = logging.getLogger("relay.dispatch")
+litellm.suppress_debug_info = True
+litellm.drop_params = True
+
+_TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+_END = object()
+
+
+@dataclass
+class Dispatched:
+    result: Any  # a complete answer, or the stream's async iterator
+    first: Any  # a stream's first item (already received), _END for an empty stream, None otherwise
+    credential: Credential
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, litellm.Timeout):
+        return False  # a timed-out call already used the whole budget; retrying doubles the wait
+    if isinstance(exc, litellm.APIConnectionError):
+        return True
+    return _status(exc) in _TRANSIENT_STATUS
+
+
+async def dispatch(
+    adapter: Any,
+    call: Call,
+    model: CatalogModel,
+    credentials: list[Credential],
+    *,
+    default_base: str,
+    timeout: float,
+    retries: int,
+    store: CredentialStore | None = None,
+) -> Dispatched:
+    attempt_no = 0
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential_jitter(initial=0.05, max=2.0),
+        retry=retry_if_exception(is_transient),
+        reraise=True,
+    )
+    credential = credentials[0]
+    try:
+        async for attempt in retrying:
+            with attempt:
+                credential = credentials[attempt_no % len(credentials)]
+                attempt_no += 1
+                target = target_for(model, credential, default_base, timeout)
+                result = await adapter.send(call, target)
+                first = None
+                if call.stream:
+                    iterator = result.__aiter__()
+                    first = await anext(iterator, _END)
+                    result = iterator
+                return Dispatched(result, first, credential)
+    except RelayError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every upstream failure becomes a deliberate answer
+        raise upstream_error(exc, credential, model, store) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def upstream_error(
+    exc: BaseException, credential: Credential, model: CatalogModel, store: CredentialStore | None
+) -> RelayError:
+    status = _status(exc)
+    provider = model.provider
+    whose = "your BYOK" if credential.source == "byok" else "the relay's"
+    if isinstance(exc, litellm.Timeout) or status in (408, 504):
+        return RelayError(504, f"The upstream provider ({provider}) did not answer in time.", "upstream_timeout")
+    if status in (401, 403):
+        reason = f"{provider} rejected the credential (HTTP {status})"
+        if store is not None:
+            store.mark_failing(credential.id, reason)
+        log.warning("upstream rejected credential id=%s source=%s: HTTP %s", credential.id, credential.source, status)
+        return RelayError(
+            502,
+            f"{provider} rejected {whose} API key (HTTP {status}). "
+            + ("Check or replace it under /byok/credentials." if credential.source == "byok" else "The operator has been alerted."),
+            "upstream_auth_failed",
+        )
+    if status == 429:
+        return RelayError(429, f"The upstream provider ({provider}) is rate limiting; retry shortly.",
+                          "upstream_rate_limited", headers={"Retry-After": "1"})
+    if status in (400, 404, 413, 422):
+        detail = scrub(_message(exc), credential.api_key)
+        return RelayError(400, f"The upstream provider ({provider}) rejected the request: {detail}",
+                          "upstream_bad_request")
+    log.warning("upstream failure provider=%s status=%s type=%s", provider, status, type(exc).__name__)
+    code = f" (HTTP {status})" if status else ""
+    return RelayError(502, f"The upstream provider ({provider}) failed{code}; nothing was charged. Retry later.",
+                      "upstream_error")
+
+
+_LITELLM_PREFIX = re.compile(r"^(litellm\.\w+:\s*)?(\w+Exception\s*-\s*)?")
+
+
+def _message(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc)
+    text = _LITELLM_PREFIX.sub("", text).strip()
+    return text[:500]
+
+
+def scrub(text: str, secret: str) -> str:
+    """No upstream message may echo a credential back to the client."""
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}", r"\1***", text)

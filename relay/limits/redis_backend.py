@@ -1,0 +1,164 @@
+"""Redis backend: one sliding window log per account, shared by every instance of the gateway.
+
+Key layout per account (the braces are a cluster hash tag: both keys live in one slot):
+
+    relay:rl:{<account>}:req   sorted set  reservation id -> admission time (µs, Redis TIME)
+    relay:rl:{<account>}:tok   hash        reservation id -> tokens, "#sum" -> their total
+
+Each admission is one EVALSHA of a script that prunes, checks RPM and TPM together, records the
+entry and sets PEXPIRE (one window + 1 s) on both keys, so an idle account's keys disappear.
+
+When Redis is unreachable the call is served by a per-instance `MemoryLimiter` (fail open to
+local limits, never to no limits), an ERROR is logged on `relay.limits` at most once per
+`LOG_EVERY` seconds, and Redis is tried again `retry_interval` seconds later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Callable
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from relay.limits.base import (
+    US,
+    WINDOW,
+    Decision,
+    LimiterHealth,
+    Limits,
+    make_decision,
+)
+from relay.limits.lua import ADMIT, SETTLE
+from relay.limits.memory import MemoryLimiter
+
+logger = logging.getLogger("relay.limits")
+
+LOG_EVERY = 30.0
+LOCAL = "local:"  # prefix of reservations made by the fallback, so settle() finds them again
+_ERRORS = (RedisError, OSError)
+
+
+class RedisLimiter:
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "relay:rl:",
+        window: float = WINDOW,
+        timeout: float = 0.25,
+        max_connections: int = 50,
+        pool_timeout: float = 1.0,
+        retry_interval: float = 1.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        # Short timeouts and one immediate retry (for a pooled connection that went stale):
+        # redis-py's default of 10 backed-off retries would stall every request in an outage.
+        # A blocking pool makes a burst wait briefly for a connection instead of failing over.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._client = Redis.from_pool(pool)
+        self._admit = self._client.register_script(ADMIT)
+        self._settle = self._client.register_script(SETTLE)
+        self._prefix = prefix
+        self._window = round(window * US)
+        self._clock = clock  # None: Redis server time; tests may inject one
+        self._retry_interval = retry_interval
+        self._local = MemoryLimiter(window=window, clock=clock, reservation_prefix=LOCAL)
+        self._down = False
+        self._retry_at = 0.0
+        self._logged_at: float | None = None
+        self._error = ""
+        kw = self._client.connection_pool.connection_kwargs
+        self._where = kw.get("path") or f"{kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
+
+    def keys(self, key: str) -> list[str]:
+        tag = f"{self._prefix}{{{key}}}"
+        return [f"{tag}:req", f"{tag}:tok"]
+
+    def _now_arg(self) -> int:
+        return -1 if self._clock is None else round(self._clock() * US)
+
+    async def admit(self, key: str, limits: Limits, tokens: int) -> Decision:
+        tokens = max(0, int(tokens))
+        if self._down and time.monotonic() < self._retry_at:
+            return self._local.admit_now(key, limits, tokens)
+        reservation = uuid.uuid4().hex
+        args = [limits.rpm, limits.tpm, tokens, self._window, reservation, self._now_arg()]
+        try:
+            reply = await self._admit(keys=self.keys(key), args=args)
+        except _ERRORS as exc:
+            self._failed(exc)
+            return self._local.admit_now(key, limits, tokens)
+        self._recovered()
+        exceeded, used_requests, used_tokens, reset_requests, reset_tokens, retry = map(int, reply)
+        return make_decision(
+            limits,
+            tokens,
+            exceeded=exceeded,
+            used_requests=used_requests,
+            used_tokens=used_tokens,
+            reset_requests_us=reset_requests,
+            reset_tokens_us=reset_tokens,
+            retry_after_us=None if retry < 0 else retry,  # -1: allowed, or never fits
+            reservation=reservation,
+        )
+
+    async def settle(self, key: str, reservation: str, actual_tokens: int) -> None:
+        if reservation.startswith(LOCAL):
+            return await self._local.settle(key, reservation, actual_tokens)
+        if self._down and time.monotonic() < self._retry_at:
+            return  # the entry keeps its pre-counted tokens and expires with the window
+        args = [reservation, max(0, int(actual_tokens)), self._window, self._now_arg()]
+        try:
+            await self._settle(keys=self.keys(key), args=args)
+        except _ERRORS as exc:
+            self._failed(exc)
+        else:
+            self._recovered()
+
+    async def ping(self) -> LimiterHealth:
+        try:
+            await self._client.ping()
+        except _ERRORS as exc:
+            self._failed(exc)
+            detail = f"redis {self._where} unreachable ({self._error}); using per-instance limits"
+            return LimiterHealth("redis", ok=False, degraded=True, detail=detail)
+        self._recovered()
+        return LimiterHealth("redis", ok=True, degraded=False, detail=f"redis {self._where}")
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._down = True
+        self._retry_at = now + self._retry_interval
+        self._error = f"{type(exc).__name__}: {exc}"
+        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            logger.error(
+                "Rate limiter: Redis %s unreachable (%s); falling back to per-instance "
+                "in-process limits, so each instance admits up to the full limit",
+                self._where,
+                self._error,
+            )
+
+    def _recovered(self) -> None:
+        if self._down:
+            self._down = False
+            logger.warning(
+                "Rate limiter: Redis %s reachable again; shared limits restored", self._where
+            )

@@ -1,0 +1,65 @@
+"""Money arithmetic: amounts are integers of nano-USD, prices are Decimals; never a float.
+
+A nano (10**-9 USD) is finer than any per-token price we sell (the cheapest is fractions of a
+micro-dollar per token), so integer nanos add up without drift and compare exactly.
+"""
+
+from __future__ import annotations
+
+from decimal import Context, Decimal, Inexact, InvalidOperation
+
+NANOS_PER_USD = 10**9
+
+# Wide enough that no realistic amount is ever rounded, and any rounding would raise.
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
+
+
+def usd_to_nanos(value: Decimal | str | int) -> int:
+    """Exact USD → nanos. Floats are refused; so is anything finer than a nano ("0.0000000001")."""
+    if isinstance(value, bool) or not isinstance(value, (Decimal, str, int)):
+        raise TypeError(f"USD amount must be a Decimal, str or int, got {type(value).__name__}")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal amount: {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    nanos = _EXACT.scaleb(amount, 9)
+    if nanos != nanos.to_integral_value():
+        raise ValueError(f"{value!r} USD has finer precision than a nano (1e-9 USD)")
+    return int(nanos)
+
+
+def nanos_to_usd(n: int) -> Decimal:
+    """Exact nanos → USD Decimal (exponent -9, e.g. 1_500_000_000 → Decimal('1.500000000'))."""
+    # Built from a string so no context precision can round it.
+    return Decimal(f"{int(n)}E-9")
+
+
+def decimal_str(value: Decimal) -> str:
+    """Plain decimal string: no exponent, trailing fractional zeros trimmed, zero is "0".
+
+    Decimal('2.5E-6') → "0.0000025", Decimal('1E+1') → "10", Decimal('3.00') → "3".
+    """
+    if not value.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    if value.is_zero():
+        return "0"
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def format_usd(n: int) -> str:
+    """Nanos as a USD decimal string: no exponent, trailing zeros trimmed, at least one digit.
+
+    123 → "0.000000123", 1_500_000_000 → "1.5", 1_000_000_000 → "1", 0 → "0", -5 → "-0.000000005".
+    """
+    return decimal_str(nanos_to_usd(n))
+
+
+def usd_float(n: int) -> float:
+    """Nanos as a float USD, only for JSON bodies that need a number (OpenAI `usage.cost`)."""
+    # int / int is correctly rounded to the nearest float.
+    return int(n) / NANOS_PER_USD

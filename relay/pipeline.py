@@ -1,0 +1,206 @@
+"""Every inference request, whatever its protocol or prefix, walks these steps in order:
+authenticate → parse → resolve the model → choose credentials → admit (RPM/TPM) → hold →
+dispatch → answer → settle. Routes only say which operation and which credential source.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from relay.auth import Caller
+from relay.billing import Charge, Outcome, price
+from relay.call import Call
+from relay.catalog import CatalogModel
+from relay.credentials import Credential
+from relay.db.models import UsageRecord
+from relay.dispatch import dispatch
+from relay.errors import RelayError, bad_request, model_not_found, render
+from relay.jsonresponse import JSONBody
+from relay.limit_headers import rate_limit_headers, rate_limited
+from relay.limits import Limits
+from relay.money import format_usd, usd_float
+from relay.state import RelayState
+from relay.streaming import relay_stream
+from relay.usage import Usage
+
+# Where a client that picked the wrong endpoint for a model is sent (the product page's advice).
+ENDPOINT_FOR_MODE = {
+    "chat": "/v1/chat/completions or /v1/messages",
+    "embedding": "/v1/embeddings",
+    "image_generation": "/v1/images/generations or /v1/images/edits",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # the adapter that serves it
+    protocol: str  # openai | anthropic
+    modes: tuple[str, ...]  # catalog modes this endpoint serves
+    parse: Callable[[Request, Any], Awaitable[Call]]
+    billable: bool = True  # count_tokens costs nothing and dispatches no generation
+
+
+@dataclass
+class Exchange:
+    """One request in flight: what later steps and the error path need to know."""
+
+    id: str = field(default_factory=lambda: "req_" + uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    headers: dict[str, str] = field(default_factory=dict)
+    caller: Caller | None = None
+    reservation: str | None = None
+    held: bool = False
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+
+def api_key_of(request: Request, protocol: str) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    if protocol == "anthropic" or request.headers.get("x-api-key"):
+        return request.headers.get("x-api-key")
+    return None
+
+
+def resolve_model(state: RelayState, call: Call, op: Operation) -> CatalogModel:
+    model = state.catalog.get(call.model)
+    if model is None:
+        raise model_not_found(call.model)
+    if model.mode not in op.modes:
+        raise bad_request(
+            f"'{model.name}' is a {model.mode.replace('_', ' ')} model and cannot be used on this "
+            f"endpoint; use {ENDPOINT_FOR_MODE[model.mode]}.",
+            "model",
+            "wrong_model_mode",
+        )
+    return model
+
+
+def choose_credentials(state: RelayState, model: CatalogModel, caller: Caller, source: str) -> list[Credential]:
+    if source == "byok":
+        found = state.credentials.candidates(model.provider, caller.account_id)
+        if not found:
+            raise RelayError(
+                400,
+                f"No BYOK credential for provider '{model.provider}' (model '{model.name}'). Add one "
+                f"with POST /byok/credentials {{\"provider\": \"{model.provider}\", \"api_key\": \"…\"}}, "
+                "or call /v1 to use the shared pool and your balance.",
+                "byok_credential_missing",
+            )
+        return found
+    found = state.credentials.candidates(model.provider, None)
+    if not found:
+        raise RelayError(503, f"The relay has no {model.provider} key configured in its shared pool.",
+                         "no_pool_credential")
+    return found
+
+
+async def handle(state: RelayState, request: Request, op: Operation, source: str) -> Response:
+    ex = Exchange()
+    ex.headers["x-request-id"] = ex.id
+    try:
+        ex.caller = await state.auth.authenticate(api_key_of(request, op.protocol))
+        return await _serve(state, request, op, source, ex)
+    except RelayError as error:
+        if ex.caller is not None and ex.reservation is None and not ex.headers.get("X-RateLimit-Limit"):
+            await _count_request(state, ex)  # even a refused request shows where the caller stands
+        return render(error, op.protocol, ex.headers)
+
+
+async def _count_request(state: RelayState, ex: Exchange) -> None:
+    caller = ex.caller
+    assert caller is not None
+    decision = await state.limiter.admit(str(caller.account_id), Limits(caller.rpm, caller.tpm), 0)
+    ex.headers.update(rate_limit_headers(decision, "openai"))
+
+
+async def _serve(state: RelayState, request: Request, op: Operation, source: str, ex: Exchange) -> Response:
+    caller = ex.caller
+    assert caller is not None
+    call = await op.parse(request, state.settings)
+    model = resolve_model(state, call, op)
+    credentials = choose_credentials(state, model, caller, source)
+    adapter = state.adapters[op.name]
+    estimate: Usage = adapter.estimate(call, model)
+
+    decision = await state.limiter.admit(
+        str(caller.account_id), Limits(caller.rpm, caller.tpm), estimate.total_tokens
+    )
+    ex.headers.update(rate_limit_headers(decision, op.protocol))
+    if not decision.allowed:
+        raise rate_limited(decision, estimate.total_tokens)
+    ex.reservation = decision.reservation
+
+    if op.billable and source == "pool":
+        await state.billing.hold(caller, ex.id, price(model, estimate, caller, source).cost_nanos)
+        ex.held = True
+
+    try:
+        dispatched = await dispatch(
+            adapter, call, model, credentials,
+            default_base=state.settings.base_url_for(model.provider),
+            timeout=state.settings.upstream_timeout_s,
+            retries=state.settings.upstream_retries,
+            store=state.credentials,
+        )
+    except RelayError as error:
+        state.spawn(_fail(state, ex, call, model, source, op, error))
+        raise
+
+    if call.stream:
+        settle = lambda usage, outcome: _settle(state, ex, call, model, source, usage, outcome)  # noqa: E731
+        return relay_stream(state, ex, call, model, adapter, dispatched, settle, op, source)
+
+    usage = adapter.usage(call, dispatched.result)
+    charge = price(model, usage, caller, source)
+    body = adapter.answer(dispatched.result, call, usage, usd_float(charge.cost_nanos))
+    ex.headers["X-Relay-Cost"] = format_usd(charge.cost_nanos)
+    outcome = Outcome(route=op.name, status="ok", http_status=200, latency_ms=ex.elapsed_ms())
+    state.spawn(_settle(state, ex, call, model, source, usage, outcome, charge))
+    return JSONBody(body, headers=ex.headers)
+
+
+async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,
+                  usage: Usage, outcome: Outcome, charge: Charge | None = None) -> None:
+    caller = ex.caller
+    assert caller is not None
+    charge = charge or price(model, usage, caller, source)
+    if ex.reservation:
+        await state.limiter.settle(str(caller.account_id), ex.reservation, usage.total_tokens)
+    record = _record(ex, call, model, source, usage, charge, outcome)
+    await state.billing.settle(caller, ex.id, ex.held, charge, record)
+
+
+async def _fail(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,
+                op: Operation, error: RelayError) -> None:
+    """Upstream failed before answering: release the hold, give the tokens back, record it."""
+    caller = ex.caller
+    assert caller is not None
+    if ex.reservation:
+        await state.limiter.settle(str(caller.account_id), ex.reservation, 0)
+    if ex.held:
+        await state.billing.release(ex.id)
+    outcome = Outcome(route=op.name, status="error", http_status=error.status,
+                      latency_ms=ex.elapsed_ms(), error=error.code)
+    await state.billing.record_only(_record(ex, call, model, source, Usage(), Charge(0, 0), outcome))
+
+
+def _record(ex: Exchange, call: Call, model: CatalogModel, source: str, usage: Usage, charge: Charge,
+            outcome: Outcome) -> UsageRecord:
+    caller = ex.caller
+    assert caller is not None
+    return UsageRecord(
+        id=ex.id, account_id=caller.account_id, api_key_id=caller.key_id, route=outcome.route,
+        model=model.name, provider=model.provider, source=source, usage=usage.as_dict(),
+        cost_nanos=charge.cost_nanos, list_cost_nanos=charge.list_cost_nanos, status=outcome.status,
+        http_status=outcome.http_status, error=outcome.error, latency_ms=outcome.latency_ms,
+        ttft_ms=outcome.ttft_ms,
+    )

@@ -1,0 +1,73 @@
+"""Configuration from RELAY_* environment variables (and a `.env` file), per the contract."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_FILE = Path(".relay-secret")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = "sqlite:///relay.db"
+    redis_url: str | None = None
+    secret_key: str | None = None
+    # Earlier secret keys, comma separated: still able to decrypt until `relay byok rotate-key`.
+    old_secret_keys_csv: str = Field(default="", validation_alias="RELAY_OLD_SECRET_KEYS")
+    admin_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    catalog: str = "pricing/catalog.toml"
+    # dev mode generates a secret key into .relay-secret; production must set RELAY_SECRET_KEY.
+    env: str = "dev"
+
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024
+    upstream_timeout_s: float = 600.0
+    upstream_connect_timeout_s: float = 10.0
+    upstream_retries: int = 2
+    hold_ttl_s: int = 900
+    auth_cache_ttl_s: float = 5.0
+    # Starter balance (USD, decimal string) given to the `dev` account `make run` creates.
+    dev_starter_balance_usd: str = "5"
+
+    # Provider keys in the environment join the shared pool (contract).
+    openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    anthropic_api_key: str | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+
+    def base_url_for(self, provider: str) -> str:
+        return {"openai": self.openai_base_url, "anthropic": self.anthropic_base_url}[provider]
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The key that encrypts credentials at rest; generated once into a file in dev."""
+        if self.secret_key:
+            return self.secret_key
+        if self.env != "dev":
+            raise RuntimeError("RELAY_SECRET_KEY is required outside dev (RELAY_ENV=dev)")
+        if DEV_SECRET_FILE.exists():
+            return DEV_SECRET_FILE.read_text().strip()
+        key = secrets.token_urlsafe(32)
+        DEV_SECRET_FILE.write_text(key + "\n")
+        DEV_SECRET_FILE.chmod(0o600)
+        return key
+
+    @property
+    def old_secret_keys(self) -> list[str]:
+        return [k.strip() for k in self.old_secret_keys_csv.split(",") if k.strip()]
+
+    def env_pool_keys(self) -> dict[str, str]:
+        keys = {"openai": self.openai_api_key, "anthropic": self.anthropic_api_key}
+        return {provider: key for provider, key in keys.items() if key}
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,86 @@
+"""SSE relay: chunks go to the client as they arrive; usage is captured on the way; settlement
+happens exactly once when the stream ends, fails, or the client leaves (then the upstream call is
+closed and what was relayed so far is billed, counted with tiktoken if the provider sent no usage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.responses import StreamingResponse
+
+from relay.billing import Outcome, price
+from relay.dispatch import _END, upstream_error
+from relay.errors import RelayError
+from relay.money import usd_float
+from relay.tokens import count_text
+from relay.usage import Usage
+
+log = logging.getLogger("relay.streaming")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispatched: Any,
+                 settle: Callable[[Usage, Outcome], Awaitable[None]], op: Any, source: str) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        acc = adapter.accumulator()
+        status, http_status, error_code, ttft_ms = "cancelled", 200, None, None
+        last = None
+        try:
+            item = dispatched.first
+            if item is not _END:
+                ttft_ms = ex.elapsed_ms()
+                acc.feed(item)
+                last = item
+                yield adapter.encode(call, item)
+                async for item in dispatched.result:
+                    acc.feed(item)
+                    last = item
+                    chunk = adapter.encode(call, item)
+                    if chunk:
+                        yield chunk
+            usage = final_usage(acc, call)
+            charge = price(model, usage, ex.caller, source)
+            status = "ok"
+            yield adapter.trailer(call, last, usage, usd_float(charge.cost_nanos))
+        except (asyncio.CancelledError, GeneratorExit):
+            raise  # the client left: status stays "cancelled"
+        except Exception as exc:  # noqa: BLE001 - reported in-band: headers are already sent
+            error = exc if isinstance(exc, RelayError) else upstream_error(exc, dispatched.credential, model, None)
+            status, http_status, error_code = "error", error.status, error.code
+            log.warning("stream failed after start: %s", type(exc).__name__)
+            yield adapter.error_event(call, error)
+        finally:
+            usage = final_usage(acc, call)
+            outcome = Outcome(route=op.name, status=status, http_status=http_status,
+                              latency_ms=ex.elapsed_ms(), ttft_ms=ttft_ms, error=error_code)
+            # Spawned, not awaited: under cancellation an await here would be cancelled too.
+            state.spawn(_close_then_settle(dispatched.result, settle(usage, outcome)))
+
+    headers = {**ex.headers, **SSE_HEADERS}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+
+
+def final_usage(acc: Any, call: Any) -> Usage:
+    """The provider's usage, or — when the stream ended without one — an estimate from what was
+    actually relayed, marked as estimated."""
+    reported = acc.usage()
+    if reported is not None:
+        return reported
+    return Usage(input_tokens=call.prompt_tokens, output_tokens=count_text(acc.text()), estimated=True)
+
+
+async def _close_then_settle(upstream: Any, settlement: Awaitable[None]) -> None:
+    close = getattr(upstream, "aclose", None)
+    if close is not None:
+        started = time.perf_counter()
+        try:
+            await close()
+        except Exception:  # noqa: BLE001 - closing a broken stream may itself fail; billing must not
+            log.debug("closing upstream stream failed", exc_info=True)
+        log.debug("upstream closed in %.1f ms", (time.perf_counter() - started) * 1000)
+    await settlement

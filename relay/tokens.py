@@ -1,0 +1,108 @@
+"""Token pre-counting with tiktoken, for admission (TPM) and the cost estimate behind a hold.
+
+The counts are estimates for every provider (o200k_base is OpenAI's current encoding; Claude's
+tokenizer differs by a few percent), which is what admission needs; billing uses the provider's
+reported usage and falls back to these counts only where the provider reported none.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from functools import lru_cache
+from typing import Any, Iterable
+
+# tiktoken downloads its encodings unless TIKTOKEN_CACHE_DIR points at a copy; LiteLLM ships one.
+_litellm = importlib.util.find_spec("litellm")
+if _litellm is not None and _litellm.origin and "TIKTOKEN_CACHE_DIR" not in os.environ:
+    os.environ["TIKTOKEN_CACHE_DIR"] = os.path.join(
+        os.path.dirname(_litellm.origin), "litellm_core_utils", "tokenizers"
+    )
+
+import tiktoken  # noqa: E402
+
+# OpenAI's chat format adds a few tokens per message and per reply.
+PER_MESSAGE_TOKENS = 3
+REPLY_PRIMER_TOKENS = 3
+# An image in a prompt: OpenAI bills 85 tokens for a low-detail tile and ~765 for a typical
+# high-detail 1024×1024 image; the estimate takes the larger so a hold is rarely short.
+IMAGE_PART_TOKENS = 765
+
+
+@lru_cache(maxsize=1)
+def encoding() -> tiktoken.Encoding:
+    return tiktoken.get_encoding("o200k_base")
+
+
+def count_text(text: str) -> int:
+    if not text:
+        return 0
+    # disallowed_special=() : a prompt that contains "<|endoftext|>" is text, not an error.
+    return len(encoding().encode(text, disallowed_special=()))
+
+
+def _count_content(content: Any) -> int:
+    """Content as a string, or a list of typed parts (OpenAI or Anthropic)."""
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return count_text(content)
+    if isinstance(content, list):
+        return sum(_count_part(part) for part in content)
+    return count_text(json.dumps(content, default=str))
+
+
+def _count_part(part: Any) -> int:
+    if isinstance(part, str):
+        return count_text(part)
+    if not isinstance(part, dict):
+        return 0
+    kind = part.get("type")
+    if kind in ("text", "input_text", "output_text"):
+        return count_text(part.get("text") or "")
+    if kind in ("image_url", "image", "input_image", "document"):
+        return IMAGE_PART_TOKENS
+    if kind == "tool_use":
+        return count_text(json.dumps(part.get("input", {}))) + count_text(part.get("name") or "")
+    if kind == "tool_result":
+        return _count_content(part.get("content"))
+    if kind in ("thinking", "redacted_thinking"):
+        return count_text(part.get("thinking") or part.get("data") or "")
+    return count_text(json.dumps(part, default=str))
+
+
+def _count_tools(tools: Iterable[Any] | None) -> int:
+    return count_text(json.dumps(list(tools), default=str)) if tools else 0
+
+
+def count_chat_prompt(body: dict) -> int:
+    """Prompt tokens of an OpenAI chat completions request."""
+    total = REPLY_PRIMER_TOKENS
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        total += PER_MESSAGE_TOKENS + _count_content(message.get("content"))
+        for call in message.get("tool_calls") or []:
+            total += count_text(json.dumps(call, default=str))
+    return total + _count_tools(body.get("tools"))
+
+
+def count_messages_prompt(body: dict) -> int:
+    """Prompt tokens of an Anthropic Messages request (system, messages, tools)."""
+    total = _count_content(body.get("system"))
+    for message in body.get("messages") or []:
+        if isinstance(message, dict):
+            total += PER_MESSAGE_TOKENS + _count_content(message.get("content"))
+    return total + _count_tools(body.get("tools"))
+
+
+def count_embedding_input(value: Any) -> int:
+    """`input` of an embeddings request: a string, strings, a token array, or token arrays."""
+    if isinstance(value, str):
+        return count_text(value)
+    if isinstance(value, list):
+        if all(isinstance(item, int) for item in value):
+            return len(value)
+        return sum(count_embedding_input(item) for item in value)
+    return 0

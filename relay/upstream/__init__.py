@@ -1,0 +1,1 @@
+"""Adapters: one per operation, each the LiteLLM call and the reading of its answer."""

@@ -1,0 +1,167 @@
+"""Routes: provider endpoints (recorded, authenticated, subject to failure modes) and the
+`/_emulator/*` control endpoints that let another process drive the emulator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import anthropic_wire, embeddings, images, openai_wire, responses_wire
+from .common import RAW_SEND_KEY, Call, error_response
+from .control import Control, RecordedRequest
+
+Handler = Callable[[Call], Awaitable[Response]]
+MISSING_KEY = {
+    "openai": "You didn't provide an API key. You need to provide your API key in an Authorization header "
+              "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+    "anthropic": "x-api-key header is required",
+}
+
+
+def extract_key(request: Request, protocol: str) -> str | None:
+    auth = request.headers.get("authorization", "")
+    bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    x_api_key = request.headers.get("x-api-key")
+    return (x_api_key or bearer) if protocol == "anthropic" else (bearer or x_api_key)
+
+
+async def record_form(request: Request) -> tuple[Any, dict[str, list[Any]]]:
+    form = await request.form(max_files=100, max_fields=1000, max_part_size=64 * 1024 * 1024)
+    recorded: dict[str, list[Any]] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            data = await value.read()
+            await value.seek(0)
+            entry: Any = {"filename": value.filename, "content_type": value.content_type,
+                          "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        else:
+            entry = value
+        recorded.setdefault(name, []).append(entry)
+    return form, recorded
+
+
+async def read_call(request: Request, control: Control, protocol: str) -> Call | Response:
+    """Parse and record the request; a malformed body is recorded, then answered 400."""
+    content_type = request.headers.get("content-type", "")
+    body: Any = None
+    form = recorded_form = None
+    bad = False
+    raw = await request.body()
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form, recorded_form = await record_form(request)
+    elif raw:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            bad = True
+    api_key = extract_key(request, protocol)
+    control.record(RecordedRequest(request.method, request.url.path, dict(request.headers.items()), api_key,
+                                   body, recorded_form))
+    if bad:
+        return error_response(protocol, 400, message="Could not parse the JSON body of your request.")
+    return Call(request, control, protocol, body, form, api_key)
+
+
+def provider_route(path: str, protocol: str, handler: Handler, method: str = "POST",
+                   inference: bool = True) -> Route:
+    async def endpoint(request: Request) -> Response:
+        control: Control = request.app.state.control
+        call = await read_call(request, control, protocol)
+        if isinstance(call, Response):
+            return call
+        if not call.api_key:
+            return error_response(protocol, 401, message=MISSING_KEY[protocol])
+        if status := control.key_status(call.api_key):
+            return error_response(protocol, status, call.api_key)
+        if inference and (mode := control.take_mode()):
+            call.mode = mode
+            if status := mode.error_status:
+                return error_response(protocol, status, call.api_key)
+            if mode.name == "timeout" and not await call.wait(mode.delay):
+                return Response(status_code=499)  # client gave up; nobody reads this
+        return await handler(call)
+
+    return Route(path, endpoint, methods=[method])
+
+
+# -- control endpoints -------------------------------------------------------------
+
+async def get_requests(request: Request) -> Response:
+    return JSONResponse([r.to_dict() for r in request.app.state.control.requests()])
+
+
+async def post_reset(request: Request) -> Response:
+    request.app.state.control.reset()
+    return JSONResponse({"ok": True})
+
+
+async def post_mode(request: Request) -> Response:
+    options = dict(await request.json())
+    try:
+        request.app.state.control.set_mode(options.pop("mode", None), options.pop("count", None), **options)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse({"ok": True})
+
+
+async def post_fail_key(request: Request) -> Response:
+    payload = await request.json()
+    request.app.state.control.fail_key(payload["api_key"], int(payload["status"]))
+    return JSONResponse({"ok": True})
+
+
+async def get_state(request: Request) -> Response:
+    return JSONResponse(request.app.state.control.state())
+
+
+async def get_file(request: Request) -> Response:
+    data = request.app.state.control.get_file(request.path_params["name"].removesuffix(".png"))
+    if data is None:
+        return JSONResponse({"error": "not found"}, status_code=404)
+    return Response(data, media_type="image/png")
+
+
+class CaptureRawSend:
+    """Outermost ASGI layer: keeps the server's own `send` in the scope so a handler can
+    drop the TCP connection (see common.close_connection)."""
+
+    def __init__(self, app: Starlette, control: Control) -> None:
+        self.app = app
+        self.control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND_KEY] = send
+        await self.app(scope, receive, send)
+
+
+def build_app(control: Control | None = None) -> CaptureRawSend:
+    control = control or Control()
+    routes = [
+        provider_route("/v1/chat/completions", "openai", openai_wire.chat_completions),
+        provider_route("/v1/responses", "openai", responses_wire.responses),
+        provider_route("/v1/embeddings", "openai", embeddings.embeddings),
+        provider_route("/v1/images/generations", "openai", images.generations),
+        provider_route("/v1/images/edits", "openai", images.edits),
+        provider_route("/v1/models", "openai", openai_wire.list_models, method="GET", inference=False),
+        provider_route("/v1/messages", "anthropic", anthropic_wire.messages),
+        provider_route("/v1/messages/count_tokens", "anthropic", anthropic_wire.count_tokens, inference=False),
+        Route("/_emulator/requests", get_requests, methods=["GET"]),
+        Route("/_emulator/reset", post_reset, methods=["POST"]),
+        Route("/_emulator/mode", post_mode, methods=["POST"]),
+        Route("/_emulator/fail_key", post_fail_key, methods=["POST"]),
+        Route("/_emulator/state", get_state, methods=["GET"]),
+        Route("/_emulator/files/{name}", get_file, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.control = control
+    return CaptureRawSend(app, control)
