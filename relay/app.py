@@ -20,10 +20,11 @@ from relay.crypto import SecretBox
 from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.limits import build_limiter
-from relay.routes import health, models, openai
+from relay.routes import health, models
+from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
 from relay.settings import Settings
 from relay.state import RelayState
-from relay.upstream.chat import ChatAdapter
+from relay.upstream.registry import ADAPTERS
 
 log = logging.getLogger("relay")
 
@@ -39,7 +40,7 @@ def build_state(settings: Settings) -> RelayState:
                                     settings.env_pool_keys()),
         limiter=build_limiter(settings.redis_url),
         billing=Billing(engine, settings.hold_ttl_s),
-        adapters={"chat": ChatAdapter()},
+        adapters=ADAPTERS,
     )
 
 
@@ -72,7 +73,8 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         await relay.limiter.close()
 
     def api(source: str) -> list:
-        return [*openai.inference_routes(openai.OPERATIONS, source),
+        """The same routes under /v1 (pool) and /byok/v1 (BYOK): only the credential source differs."""
+        return [*inference_routes(INFERENCE_OPERATIONS, source),
                 Route("/models", models.models_endpoint(source), methods=["GET"])]
 
     routes = [

@@ -15,11 +15,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import Engine  # noqa: E402
+
 from relay.db.engine import make_engine  # noqa: E402
 from relay.ledger import InsufficientBalance, place_hold, release, settle  # noqa: E402
 
 
-def run_cycles(engine, account_id: int, cycles: int, prefix: str, hold: int, seed: int) -> dict:  # type: ignore[no-untyped-def]
+def run_cycles(
+    engine: Engine, account_id: int, cycles: int, prefix: str, hold: int, seed: int
+) -> dict[str, int]:
     """Shared with the in-process threads: every 5th request fails upstream (release), the rest
     are charged up to a quarter of their hold, so the balance runs low near the end and admission
     starts refusing."""

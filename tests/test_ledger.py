@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from relay.db.engine import make_engine
@@ -187,6 +188,9 @@ def test_hold_settle_arithmetic_to_the_nano(engine: Engine, new_account: Callabl
     place_hold(engine, acct, req, 300_000_001, ttl_s=60)
     assert account_balance(engine, acct) == BalanceView(1_000_000_007, 300_000_001, 700_000_006)
     assert hold_status(engine, req) == "open"
+    with pytest.raises(IntegrityError):  # one hold per request id; the failed one reserved nothing
+        place_hold(engine, acct, req, 5, ttl_s=60)
+    assert account_balance(engine, acct).held_nanos == 300_000_001
     result = settle(engine, req, 123_456_789)
     assert (result.charged_nanos, result.released_nanos, result.already_settled) == (123_456_789, 300_000_001, False)
     assert result.account_id == acct and result.hold_status == "open"
@@ -436,7 +440,6 @@ def test_200_cycles_from_threads_and_two_processes(db: tuple[str, Engine], new_a
                 proc.kill()
 
     results = local + remote
-    print(results)
     assert sum(r["settled"] + r["released"] + r["refused"] for r in results) == 200
     assert sum(r["settled"] for r in results) > 0
     assert violations == []

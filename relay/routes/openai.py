@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.routing import Route
 
 from relay.call import Call
-from relay.pipeline import Operation, handle
+from relay.pipeline import Operation
 from relay.schemas.body import read_json, validate
 from relay.schemas.openai import ChatRequest
 from relay.settings import Settings
@@ -30,15 +29,3 @@ async def parse_chat(request: Request, settings: Settings) -> Call:
 CHAT = Operation("chat", "openai", ("chat",), parse_chat)
 
 OPERATIONS: dict[str, Operation] = {"/chat/completions": CHAT}
-
-
-def endpoint(op: Operation, source: str):  # type: ignore[no-untyped-def]
-    async def serve(request: Request):  # type: ignore[no-untyped-def]
-        return await handle(request.app.state.relay, request, op, source)
-
-    serve.__name__ = f"{source}_{op.name}"
-    return serve
-
-
-def inference_routes(operations: dict[str, Operation], source: str) -> list[Route]:
-    return [Route(path, endpoint(op, source), methods=["POST"]) for path, op in operations.items()]

@@ -1,13 +1,14 @@
-"""What an adapter provides to dispatch and streaming."""
+"""What an adapter provides to dispatch, the pipeline and the stream relay."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 
 from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.credentials import Credential
+from relay.errors import RelayError
 from relay.usage import Usage
 
 
@@ -35,29 +36,38 @@ class StreamAccumulator(Protocol):
 
 
 class Adapter(Protocol):
+    """One operation (chat, messages, embeddings, …): the LiteLLM call and the reading of its answer."""
+
     operation: str
+
+    def estimate(self, call: Call, model: CatalogModel) -> Usage:
+        """The most this request may use (prompt plus the output it may produce): admitted against
+        TPM and priced for the hold."""
+        ...
 
     async def send(self, call: Call, target: Target) -> Any:
         """One upstream attempt: a complete answer, or an async iterator of stream items."""
-        ...
-
-    def answer(self, result: Any) -> dict:
-        """The JSON body the client receives for a complete answer."""
         ...
 
     def usage(self, call: Call, result: Any) -> Usage:
         """The usage of a complete answer (estimated, and marked so, where the provider gave none)."""
         ...
 
-    def encode(self, item: Any) -> bytes:
-        """One stream item as SSE bytes in the client's protocol."""
+    def answer(self, result: Any, call: Call, usage: Usage, cost_usd: float) -> dict:
+        """The JSON body the client receives for a complete answer."""
         ...
 
+    # Streaming operations only:
     def accumulator(self) -> StreamAccumulator: ...
 
-    def stream_trailer(self, usage: Usage, cost_usd: str | None, include_usage: bool) -> bytes:
-        """Bytes sent after the last upstream item (e.g. OpenAI's `data: [DONE]`)."""
+    def encode(self, call: Call, item: Any) -> bytes:
+        """One stream item as SSE bytes in the client's protocol (b"" to hold it back)."""
         ...
 
+    def trailer(self, call: Call, last_item: Any, usage: Usage, cost_usd: float) -> bytes:
+        """Bytes after the last upstream item (e.g. OpenAI's usage chunk and `data: [DONE]`)."""
+        ...
 
-StreamItems = AsyncIterator[Any]
+    def error_event(self, call: Call, error: RelayError) -> bytes:
+        """A failure after the stream started, in the protocol's in-band error form."""
+        ...

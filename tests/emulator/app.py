@@ -56,7 +56,7 @@ async def read_call(request: Request, control: Control, protocol: str) -> Call |
     form = recorded_form = None
     bad = False
     raw = await request.body()
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if content_type.startswith("multipart/form-data"):  # anything else is read as JSON, like the real APIs
         form, recorded_form = await record_form(request)
     elif raw:
         try:

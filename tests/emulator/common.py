@@ -50,11 +50,12 @@ class Call:
         return str(self.request.base_url).rstrip("/")
 
     async def wait(self, seconds: float) -> bool:
-        """Sleep, but stop early (returning False) once the client has gone away."""
+        """Sleep, but stop early (returning False) once the client has gone away or the
+        emulator is stopping."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(0.05, left))
-            if await self.request.is_disconnected():
+            if self.control.closing.is_set() or await self.request.is_disconnected():
                 return False
         return True
 
@@ -168,7 +169,8 @@ class SSEStream:
         content_sent = 0
         for index, event in enumerate(self.events):
             if index and delay and not await self.call.wait(delay):
-                return  # client went away
+                await close_connection(scope)  # client went away, or we are shutting down
+                return
             await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
             control.stream_event("chunk")
             content_sent += event.content

@@ -56,6 +56,7 @@ def validate_mode(name: str) -> None:
 class Control:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.closing = threading.Event()  # set on stop: pending sleeps end so shutdown is quick
         self._records: list[RecordedRequest] = []
         self._mode: Mode | None = None
         self._failed_keys: dict[str, int] = {}

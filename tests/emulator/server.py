@@ -37,6 +37,7 @@ class Emulator:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))  # bound here so port 0 resolves before serving
         self.port = sock.getsockname()[1]
+        self.control.closing.clear()
         self._server = uvicorn.Server(uvicorn_config(self.app))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"emulator-{self.port}", daemon=True)
@@ -50,6 +51,7 @@ class Emulator:
 
     def stop(self) -> None:
         if self._server and self._thread:
+            self.control.closing.set()
             self._server.should_exit = True
             self._thread.join(timeout=5)
         self._server = self._thread = None

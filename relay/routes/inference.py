@@ -1,0 +1,26 @@
+"""Every inference endpoint, by path: one pipeline handler each, mounted per credential source."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from relay.pipeline import Operation, handle
+from relay.routes import openai
+
+INFERENCE_OPERATIONS: dict[str, Operation] = {
+    **openai.OPERATIONS,
+}
+
+
+def endpoint(op: Operation, source: str):  # type: ignore[no-untyped-def]
+    async def serve(request: Request) -> Response:
+        return await handle(request.app.state.relay, request, op, source)
+
+    serve.__name__ = f"{source}_{op.name}"
+    return serve
+
+
+def inference_routes(operations: dict[str, Operation], source: str) -> list[Route]:
+    return [Route(path, endpoint(op, source), methods=["POST"]) for path, op in operations.items()]
