@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
-from .common import Call, Event, SSEStream, error_response, new_id, response_headers
+from .common import Call, Event, Reply, SSEStream, error_response, new_id, response_headers
 from .tokens import (MESSAGE_TOKENS, canonical, content_tokens, example_arguments, plain_text, prompt_tokens,
                      reply_text, split_chunks, text_tokens, thinking_text, tool_reply_text, tools_tokens)
 
@@ -118,13 +118,13 @@ def total_input(body: dict[str, Any]) -> int:
     return prompt_tokens(body["messages"], system=body.get("system"), tools=body.get("tools"))
 
 
-async def count_tokens(call: Call) -> Response:
+async def count_tokens(call: Call) -> Reply:
     if problem := validate(call.body, need_max_tokens=False):
         return error_response("anthropic", 400, message=problem)
     return JSONResponse({"input_tokens": total_input(call.body)}, headers=response_headers("anthropic"))
 
 
-async def messages(call: Call) -> Response:
+async def messages(call: Call) -> Reply:
     if problem := validate(call.body, need_max_tokens=True):
         return error_response("anthropic", 400, message=problem)
     body = call.body
@@ -137,7 +137,7 @@ async def messages(call: Call) -> Response:
                "usage": usage}
     events = message_events(message, blocks)
     if body.get("stream"):
-        return SSEStream(call, events)  # type: ignore[return-value]
+        return SSEStream(call, events)
     return await call.respond(message, chunks=len(events))
 
 

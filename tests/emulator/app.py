@@ -13,13 +13,13 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from . import anthropic_wire, embeddings, images, openai_wire, responses_wire
-from .common import RAW_SEND_KEY, Call, error_response
+from .common import RAW_SEND_KEY, Call, Reply, error_response
 from .control import Control, RecordedRequest
 
-Handler = Callable[[Call], Awaitable[Response]]
+Handler = Callable[[Call], Awaitable[Reply]]
 MISSING_KEY = {
     "openai": "You didn't provide an API key. You need to provide your API key in an Authorization header "
               "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
@@ -73,7 +73,7 @@ async def read_call(request: Request, control: Control, protocol: str) -> Call |
 
 def provider_route(path: str, protocol: str, handler: Handler, method: str = "POST",
                    inference: bool = True) -> Route:
-    async def endpoint(request: Request) -> Response:
+    async def endpoint(request: Request) -> Reply:
         control: Control = request.app.state.control
         call = await read_call(request, control, protocol)
         if isinstance(call, Response):

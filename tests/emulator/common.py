@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -18,6 +18,8 @@ from starlette.types import Receive, Scope, Send
 from .control import Control, Mode
 
 RAW_SEND_KEY = "emulator.raw_send"
+# What a protocol handler returns: a normal response or one of our raw ASGI responses.
+Reply = Union[Response, "SSEStream", "DropConnection"]
 
 
 def new_id(prefix: str) -> str:
@@ -59,7 +61,7 @@ class Call:
                 return False
         return True
 
-    async def respond(self, payload: dict[str, Any], chunks: int = 1) -> Response | DropConnection:
+    async def respond(self, payload: dict[str, Any], chunks: int = 1) -> Reply:
         """Non-stream answer honouring slow (same total delay as a stream) and drop."""
         if self.drop:
             return DropConnection()

@@ -8,9 +8,8 @@ import math
 import struct
 from typing import Any
 
-from starlette.responses import Response
 
-from .common import Call, error_response
+from .common import Call, Reply, error_response
 from .tokens import canonical, text_tokens
 
 
@@ -46,7 +45,7 @@ def vector(item: str | list[int], dims: int) -> list[float]:
     return list(struct.unpack(f"<{dims}f", struct.pack(f"<{dims}f", *(v / norm for v in values))))
 
 
-async def embeddings(call: Call) -> Response:
+async def embeddings(call: Call) -> Reply:
     body = call.body if isinstance(call.body, dict) else {}
     inputs = normalise_inputs(body.get("input"))
     model = body.get("model")

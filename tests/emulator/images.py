@@ -9,9 +9,8 @@ import zlib
 from typing import Any
 
 from starlette.datastructures import UploadFile
-from starlette.responses import Response
 
-from .common import Call, error_response
+from .common import Call, Reply, error_response
 from .tokens import text_tokens
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +41,7 @@ def is_dalle(model: str) -> bool:
     return model.startswith("dall-e")
 
 
-async def build_images(call: Call, params: dict[str, Any], seed: bytes, input_images: int) -> Response:
+async def build_images(call: Call, params: dict[str, Any], seed: bytes, input_images: int) -> Reply:
     prompt = params.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         return error_response("openai", 400, message="'prompt' is required.")
@@ -76,12 +75,12 @@ async def build_images(call: Call, params: dict[str, Any], seed: bytes, input_im
     return await call.respond(payload)
 
 
-async def generations(call: Call) -> Response:
+async def generations(call: Call) -> Reply:
     body = call.body if isinstance(call.body, dict) else {}
     return await build_images(call, body, b"gen", 0)
 
 
-async def edits(call: Call) -> Response:
+async def edits(call: Call) -> Reply:
     if call.form is not None:
         params = {k: v for k, v in call.form.multi_items() if isinstance(v, str)}
         files = [v for k, v in call.form.multi_items() if k in ("image", "image[]") and isinstance(v, UploadFile)]

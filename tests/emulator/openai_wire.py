@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
-from .common import Call, Event, SSEStream, error_response, new_id, response_headers
+from .common import Call, Event, Reply, SSEStream, error_response, new_id, response_headers
 from .tokens import (MESSAGE_TOKENS, canonical, content_tokens, example_arguments, plain_text,
                      prompt_tokens, reply_text, split_chunks, text_tokens, thinking_text, tool_reply_text)
 
@@ -105,7 +105,7 @@ def plan_chat(body: dict[str, Any]) -> Answer:
     return Answer(reply_text(user_text), None, reasoning)
 
 
-async def chat_completions(call: Call) -> Response:
+async def chat_completions(call: Call) -> Reply:
     body = call.body if isinstance(call.body, dict) else {}
     messages = body.get("messages")
     if not body.get("model") or not isinstance(messages, list) or not messages:
@@ -120,7 +120,7 @@ async def chat_completions(call: Call) -> Response:
             "service_tier": "default", "system_fingerprint": "fp_emulator"}
     events = chat_events(base, answer, n, usage, body)
     if body.get("stream"):
-        return SSEStream(call, events)  # type: ignore[return-value]
+        return SSEStream(call, events)
     return await call.respond(chat_completion(base, answer, n, usage), chunks=len(events))
 
 
@@ -169,7 +169,7 @@ def chat_events(base: dict[str, Any], answer: Answer, n: int, usage: dict[str, A
     return events
 
 
-async def list_models(call: Call) -> Response:
+async def list_models(call: Call) -> Reply:
     if "anthropic-version" in call.request.headers:
         data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
                 for m in ("claude-sonnet-4-6", "claude-opus-4-1", "claude-haiku-4-5")]

@@ -6,9 +6,8 @@ import base64
 import hashlib
 from typing import Any
 
-from starlette.responses import Response
 
-from .common import Call, Event, SSEStream, error_response, new_id
+from .common import Call, Event, Reply, SSEStream, error_response, new_id
 from .openai_wire import Answer, make_tool_call, openai_cached_tokens, pick_tool
 from .tokens import (MESSAGE_TOKENS, content_tokens, plain_text, prompt_tokens, reply_text, split_chunks,
                      text_tokens, thinking_text, tool_reply_text)
@@ -85,7 +84,7 @@ def response_object(body: dict[str, Any], resp_id: str, created: int, output: li
     }
 
 
-async def responses(call: Call) -> Response:
+async def responses(call: Call) -> Reply:
     body = call.body if isinstance(call.body, dict) else {}
     items = input_items(body)
     if not body.get("model") or not items:
@@ -103,7 +102,7 @@ async def responses(call: Call) -> Response:
     final = response_object(body, resp_id, call.created, output, usage)
     events = response_events(body, items, answer, final)
     if body.get("stream"):
-        return SSEStream(call, events)  # type: ignore[return-value]
+        return SSEStream(call, events)
     return await call.respond(final, chunks=len(events))
 
 
