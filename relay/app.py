@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import AsyncIterator
@@ -13,14 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from relay.auth import Authenticator
-from relay.billing import Billing
+from relay.billing import Billing, sweep_expired_holds
 from relay.catalog import load_catalog
 from relay.credentials import CredentialStore
 from relay.crypto import SecretBox
 from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.limits import build_limiter
-from relay.routes import health, models
+from relay.routes import admin, byok, health, models, usage
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
 from relay.settings import Settings
 from relay.state import RelayState
@@ -38,7 +39,7 @@ def build_state(settings: Settings) -> RelayState:
         auth=Authenticator(engine, settings.auth_cache_ttl_s),
         credentials=CredentialStore(engine, SecretBox(settings.resolved_secret_key, settings.old_secret_keys),
                                     settings.env_pool_keys()),
-        limiter=build_limiter(settings.redis_url),
+        limiter=build_limiter(settings.redis_url, settings.redis_prefix),
         billing=Billing(engine, settings.hold_ttl_s),
         adapters=ADAPTERS,
     )
@@ -68,20 +69,25 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         relay = app.state.relay = state or build_state(settings)
+        sweeper = asyncio.get_running_loop().create_task(sweep_expired_holds(relay.billing))
         yield
+        sweeper.cancel()
         await relay.drain()  # settle what is in flight before the process goes
         await relay.limiter.close()
 
     def api(source: str) -> list:
         """The same routes under /v1 (pool) and /byok/v1 (BYOK): only the credential source differs."""
         return [*inference_routes(INFERENCE_OPERATIONS, source),
-                Route("/models", models.models_endpoint(source), methods=["GET"])]
+                Route("/models", models.models_endpoint(source), methods=["GET"]),
+                Route("/usage", usage.usage, methods=["GET"])]
 
     routes = [
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Mount("/v1", routes=api("pool")),
         Mount("/byok/v1", routes=api("byok")),
+        *byok.routes(),  # /byok/credentials: the caller's own stored keys
+        Mount("/admin", routes=admin.routes),
     ]
     return Starlette(
         routes=routes,

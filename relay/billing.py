@@ -6,6 +6,7 @@ provider directly; the relay records its list-price cost and charges the tier's 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -93,3 +94,17 @@ class Billing:
                 session.add(record)
 
         await anyio.to_thread.run_sync(work)
+
+
+async def sweep_expired_holds(billing: Billing, every_s: float = 60.0) -> None:
+    """Free holds left by a crashed process. Admission also expires an account's stale holds
+    before refusing it, so this is hygiene for accounts that stay idle."""
+    log = logging.getLogger("relay.billing")
+    while True:
+        await anyio.sleep(every_s)
+        try:
+            freed = await anyio.to_thread.run_sync(ledger.expire_holds, billing.engine)
+            if freed:
+                log.warning("expired %d stale holds", freed)
+        except Exception:  # noqa: BLE001 - a database hiccup must not end the sweeper
+            log.exception("hold sweep failed")

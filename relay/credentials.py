@@ -7,17 +7,20 @@ provider's candidates for a few seconds so the hot path does no database read.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from relay.crypto import SecretBox, mask_key
+from relay.crypto import InvalidToken, SecretBox, mask_key
 from relay.db.engine import session_scope
 from relay.db.models import ProviderCredential, utcnow
 
 PROVIDERS = ("openai", "anthropic")
+_MAX_CACHED = 100_000  # (owner, provider) entries; BYOK makes one per active account
+log = logging.getLogger("relay.credentials")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Credential:
     api_key: str
     base_url: str | None
     source: str  # pool | byok
+    failing: bool = False  # the provider rejected it last time: tried after the healthy ones
 
     def __repr__(self) -> str:  # never let a key reach a log line through repr()
         return f"Credential(id={self.id}, provider={self.provider}, source={self.source})"
@@ -85,13 +89,32 @@ class CredentialStore:
         self.invalidate()
         return True
 
+    def find(self, credential_id: int, account_id: int | None = None) -> ProviderCredential | None:
+        """That owner's credential, or None (another owner's id looks exactly like a missing one)."""
+        with session_scope(self.engine) as session:
+            record = session.get(ProviderCredential, credential_id)
+            return record if record is not None and record.account_id == account_id else None
+
+    def unlock(self, record: ProviderCredential) -> Credential:
+        """The usable (decrypted, in-memory) form of a stored credential."""
+        return Credential(record.id, record.provider, self.box.decrypt(record.encrypted_key), record.base_url,
+                          "pool" if record.account_id is None else "byok", record.status == "failing")
+
     def rotate_encryption(self) -> int:
-        """Re-encrypt every stored key under the current secret (after RELAY_SECRET_KEY changed)."""
+        """Re-encrypt every stored key under the current secret (after RELAY_SECRET_KEY changed).
+        All or nothing: one key no known secret opens aborts the whole rotation."""
         with session_scope(self.engine) as session:
             records = list(session.exec(select(ProviderCredential)))
             for record in records:
-                record.encrypted_key = self.box.rotate(record.encrypted_key)
+                try:
+                    record.encrypted_key = self.box.rotate(record.encrypted_key)
+                except InvalidToken:
+                    raise ValueError(
+                        f"credential {record.id} cannot be decrypted with RELAY_SECRET_KEY or any of "
+                        "RELAY_OLD_SECRET_KEYS; nothing was re-encrypted"
+                    ) from None
                 session.add(record)
+        self.invalidate()
         return len(records)
 
     # -- the hot path ------------------------------------------------------------------------
@@ -102,6 +125,8 @@ class CredentialStore:
         cached = self._cache.get(cache_key)
         if cached is None or cached[0] < time.monotonic():
             cached = (time.monotonic() + self._ttl, *self._load(provider, account_id))
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()
             self._cache[cache_key] = cached
         _, healthy, failing = cached
         if len(healthy) > 1:
@@ -117,12 +142,16 @@ class CredentialStore:
                 .order_by(ProviderCredential.failed_at, ProviderCredential.id)  # type: ignore[arg-type]
             )
             records = list(session.exec(query))
-        source = "pool" if account_id is None else "byok"
         healthy: list[Credential] = []
         failing: list[Credential] = []
         for r in records:
-            credential = Credential(r.id, r.provider, self.box.decrypt(r.encrypted_key), r.base_url, source)
-            (failing if r.status == "failing" else healthy).append(credential)
+            try:
+                credential = self.unlock(r)
+            except InvalidToken:  # a secret rotated without its old value kept: skip, say which
+                log.error("credential id=%s cannot be decrypted: set RELAY_OLD_SECRET_KEYS to the previous "
+                          "RELAY_SECRET_KEY and run `relay byok rotate-key`", r.id)
+                continue
+            (failing if credential.failing else healthy).append(credential)
         if account_id is None:
             healthy += [c for c in self._env_pool if c.provider == provider]
         return healthy, failing

@@ -2,7 +2,8 @@
 
 An attempt is the upstream call plus, for a stream, its first item: a failure before the client
 has received anything is retried (with backoff, on the next credential where there is one); after
-that, the stream relay reports it in-band.
+that, the stream relay reports it in-band. A credential the provider rejects (401/403) is marked
+failing and dropped for the rest of the request, and the next one is tried at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ litellm.suppress_debug_info = True
 litellm.drop_params = True
 
 _TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+_REJECTED = {401, 403}  # the key itself is refused: another key may work
 _END = object()
 
 
@@ -60,32 +62,54 @@ async def dispatch(
     retries: int,
     store: CredentialStore | None = None,
 ) -> Dispatched:
-    attempt_no = 0
+    usable = list(credentials)
+    while True:
+        tried: list[Credential] = []
+        try:
+            dispatched = await _attempts(adapter, call, model, usable, tried, default_base, timeout, retries)
+        except RelayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every upstream failure becomes a deliberate answer
+            credential, status = tried[-1], _status(exc)
+            if status in _REJECTED and len(usable) > 1:
+                reject(credential, status, model.provider, store)
+                usable.remove(credential)
+                continue
+            raise upstream_error(exc, credential, model, store) from exc
+        if dispatched.credential.failing and store is not None:
+            store.mark_ok(dispatched.credential.id)  # a key tried as a last resort works again
+        return dispatched
+
+
+async def _attempts(adapter: Any, call: Call, model: CatalogModel, credentials: list[Credential],
+                    tried: list[Credential], default_base: str, timeout: float, retries: int) -> Dispatched:
+    """Transient failures retried with backoff, rotating through `credentials`."""
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retries + 1),
         wait=wait_exponential_jitter(initial=0.05, max=2.0),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )
-    credential = credentials[0]
-    try:
-        async for attempt in retrying:
-            with attempt:
-                credential = credentials[attempt_no % len(credentials)]
-                attempt_no += 1
-                target = target_for(model, credential, default_base, timeout)
-                result = await adapter.send(call, target)
-                first = None
-                if call.stream:
-                    iterator = result.__aiter__()
-                    first = await anext(iterator, _END)
-                    result = iterator
-                return Dispatched(result, first, credential)
-    except RelayError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every upstream failure becomes a deliberate answer
-        raise upstream_error(exc, credential, model, store) from exc
+    async for attempt in retrying:
+        with attempt:
+            credential = credentials[len(tried) % len(credentials)]
+            tried.append(credential)
+            target = target_for(model, credential, default_base, timeout)
+            result = await adapter.send(call, target)
+            first = None
+            if call.stream:
+                iterator = result.__aiter__()
+                first = await anext(iterator, _END)
+                result = iterator
+            return Dispatched(result, first, credential)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def reject(credential: Credential, status: int | None, provider: str, store: CredentialStore | None) -> None:
+    """The provider refused this key: mark it failing (the reason shows in listings), never log it."""
+    if store is not None:
+        store.mark_failing(credential.id, f"{provider} rejected the credential (HTTP {status})")
+    log.warning("upstream rejected credential id=%s source=%s: HTTP %s", credential.id, credential.source, status)
 
 
 def upstream_error(
@@ -96,11 +120,8 @@ def upstream_error(
     whose = "your BYOK" if credential.source == "byok" else "the relay's"
     if isinstance(exc, litellm.Timeout) or status in (408, 504):
         return RelayError(504, f"The upstream provider ({provider}) did not answer in time.", "upstream_timeout")
-    if status in (401, 403):
-        reason = f"{provider} rejected the credential (HTTP {status})"
-        if store is not None:
-            store.mark_failing(credential.id, reason)
-        log.warning("upstream rejected credential id=%s source=%s: HTTP %s", credential.id, credential.source, status)
+    if status in _REJECTED:
+        reject(credential, status, provider, store)
         return RelayError(
             502,
             f"{provider} rejected {whose} API key (HTTP {status}). "

@@ -111,15 +111,15 @@ async def handle(state: RelayState, request: Request, op: Operation, source: str
         return await _serve(state, request, op, source, ex)
     except RelayError as error:
         if ex.caller is not None and ex.reservation is None and not ex.headers.get("X-RateLimit-Limit"):
-            await _count_request(state, ex)  # even a refused request shows where the caller stands
+            await _count_request(state, ex, op.protocol)  # a refused request shows where the caller stands
         return render(error, op.protocol, ex.headers)
 
 
-async def _count_request(state: RelayState, ex: Exchange) -> None:
+async def _count_request(state: RelayState, ex: Exchange, protocol: str) -> None:
     caller = ex.caller
     assert caller is not None
     decision = await state.limiter.admit(str(caller.account_id), Limits(caller.rpm, caller.tpm), 0)
-    ex.headers.update(rate_limit_headers(decision, "openai"))
+    ex.headers.update(rate_limit_headers(decision, protocol))
 
 
 async def _serve(state: RelayState, request: Request, op: Operation, source: str, ex: Exchange) -> Response:
@@ -140,7 +140,12 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     ex.reservation = decision.reservation
 
     if op.billable and source == "pool":
-        await state.billing.hold(caller, ex.id, price(model, estimate, caller, source).cost_nanos)
+        try:
+            await state.billing.hold(caller, ex.id, price(model, estimate, caller, source).cost_nanos)
+        except RelayError:
+            # Refused before dispatch (e.g. 402): it still counts as a request, but used no tokens.
+            await _give_tokens_back(state, ex)
+            raise
         ex.held = True
 
     try:
@@ -182,15 +187,18 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
 async def _fail(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,
                 op: Operation, error: RelayError) -> None:
     """Upstream failed before answering: release the hold, give the tokens back, record it."""
-    caller = ex.caller
-    assert caller is not None
-    if ex.reservation:
-        await state.limiter.settle(str(caller.account_id), ex.reservation, 0)
+    await _give_tokens_back(state, ex)
     if ex.held:
         await state.billing.release(ex.id)
     outcome = Outcome(route=op.name, status="error", http_status=error.status,
                       latency_ms=ex.elapsed_ms(), error=error.code)
     await state.billing.record_only(_record(ex, call, model, source, Usage(), Charge(0, 0), outcome))
+
+
+async def _give_tokens_back(state: RelayState, ex: Exchange) -> None:
+    """An admitted request that produced nothing keeps its place in RPM but uses no TPM."""
+    if ex.reservation and ex.caller:
+        await state.limiter.settle(str(ex.caller.account_id), ex.reservation, 0)
 
 
 def _record(ex: Exchange, call: Call, model: CatalogModel, source: str, usage: Usage, charge: Charge,

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     port: int = 8080
     database_url: str = "sqlite:///relay.db"
     redis_url: str | None = None
+    # Namespace of this deployment's keys in Redis, so several deployments (or test runs) can share one.
+    redis_prefix: str = "relay:"
     secret_key: str | None = None
     # Earlier secret keys, comma separated: still able to decrypt until `relay byok rotate-key`.
     old_secret_keys_csv: str = Field(default="", validation_alias="RELAY_OLD_SECRET_KEYS")

@@ -28,8 +28,8 @@ __all__ = [
 ]
 
 
-def build_limiter(redis_url: str | None) -> Limiter:
+def build_limiter(redis_url: str | None, redis_prefix: str = "relay:") -> Limiter:
     """Redis when a URL is configured (limits shared by all instances), else in-process."""
     if redis_url:
-        return RedisLimiter(redis_url)
+        return RedisLimiter(redis_url, prefix=f"{redis_prefix}rl:")
     return MemoryLimiter()

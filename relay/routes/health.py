@@ -24,16 +24,18 @@ def _database_ok(engine) -> bool:  # type: ignore[no-untyped-def]
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the database answers; the limiter's state is reported (a Redis outage degrades
-    limits to per-instance ones, which is served but shown here)."""
+    """503 only when the database is unreachable: nothing can be served then. A Redis outage
+    answers 200 with status "degraded": the instance keeps serving with per-instance limits, and
+    failing readiness would make a load balancer drop every instance at once over a dependency
+    the relay deliberately survives. Monitoring reads the body (and the ERROR log) instead."""
     state = request.app.state.relay
     database = await anyio.to_thread.run_sync(_database_ok, state.engine)
     limiter = await state.limiter.ping()
-    ready = database and limiter.ok
+    status = "not ready" if not database else "degraded" if limiter.degraded else "ready"
     body = {
-        "status": "ready" if ready else "not ready",
+        "status": status,
         "database": "ok" if database else "unreachable",
         "limiter": {"backend": limiter.backend, "ok": limiter.ok, "degraded": limiter.degraded,
                     "detail": limiter.detail},
     }
-    return JSONBody(body, status_code=200 if ready else 503)
+    return JSONBody(body, status_code=200 if database else 503)

@@ -65,6 +65,8 @@ def relay_env(emulator: Emulator, database_url: str, limiter_url: str | None) ->
         "RELAY_CATALOG": str(ROOT / "pricing" / "catalog.toml"),
         "RELAY_ADMIN_KEY": "admin-test-key",
         "RELAY_UPSTREAM_TIMEOUT_S": "5",
+        # Account ids restart at 1 in every run: a fresh namespace keeps runs apart in a shared Redis.
+        "RELAY_REDIS_PREFIX": f"relay-test-{uuid.uuid4().hex[:8]}:",
     }
     if limiter_url:
         env["RELAY_REDIS_URL"] = limiter_url
