@@ -22,6 +22,7 @@ class Call:
     body: dict  # validated JSON body, or the text fields of a multipart form
     stream: bool = False
     prompt_tokens: int = 0  # pre-counted with tiktoken
+    input_image_tokens: int = 0  # estimated image inputs (image edits), see relay.image_tokens
     max_output_tokens: int | None = None  # what the client capped the output at, if it did
     files: dict[str, list[Upload]] = field(default_factory=dict)
     forward_headers: dict[str, str] = field(default_factory=dict)  # e.g. anthropic-beta

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, AsyncIterator, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -13,22 +13,27 @@ from relay.errors import RelayError, bad_request
 M = TypeVar("M", bound=BaseModel)
 
 
-def too_large(limit: int) -> RelayError:
-    return RelayError(413, f"Request body too large: the limit is {limit} bytes.", "request_too_large")
+def too_large(limit: int, what: str = "Request body") -> RelayError:
+    mib = f" ({limit / 2**20:g} MiB)" if limit >= 2**20 else ""
+    return RelayError(413, f"{what} too large: the limit is {limit} bytes{mib}.", "request_too_large")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def limited_stream(request: Request, limit: int, what: str = "Request body") -> AsyncIterator[bytes]:
+    """The body as it arrives, cut off with a 413 once it passes `limit` (a declared
+    content-length over the limit is refused before reading anything)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
+        raise too_large(limit, what)
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise too_large(limit, what)
+        yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in limited_stream(request, limit)])
 
 
 async def read_json(request: Request, limit: int) -> dict:

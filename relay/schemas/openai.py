@@ -30,3 +30,34 @@ class ChatRequest(_Open):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1, le=8)
     tools: list[dict[str, Any]] | None = None
+
+
+class EmbeddingsRequest(_Open):
+    model: str = Field(min_length=1)
+    # A string, strings, a token array, or token arrays (OpenAI's four forms), never empty.
+    input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+class ImageGenerationRequest(_Open):
+    model: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    n: int | None = Field(default=None, ge=1, le=10)
+    size: str | None = None
+    quality: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+
+
+class ImageRef(_Open):
+    """An image input of a JSON image edit: a data/https URL or an uploaded file's id."""
+
+    image_url: str | None = Field(default=None, min_length=1)
+    file_id: str | None = Field(default=None, min_length=1)
+
+
+class ImageEditRequest(ImageGenerationRequest):
+    """JSON image edits; multipart edits are read into the same fields (files apart)."""
+
+    images: list[ImageRef] | None = Field(default=None, min_length=1, max_length=16)
+    mask: ImageRef | None = None
