@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
@@ -28,6 +29,7 @@ from relay.state import RelayState
 from relay.upstream.registry import ADAPTERS
 
 log = logging.getLogger("relay")
+_ANTHROPIC_PATH = re.compile(r"/v1/messages(/|$)")
 
 
 def build_state(settings: Settings) -> RelayState:
@@ -46,7 +48,8 @@ def build_state(settings: Settings) -> RelayState:
 
 
 def _protocol_of(request: Request) -> str:
-    return "anthropic" if request.url.path.endswith(("/messages", "/messages/count_tokens")) else "openai"
+    # Anything under /messages (count_tokens, or e.g. batches the relay does not serve) is Anthropic's.
+    return "anthropic" if _ANTHROPIC_PATH.search(request.url.path) else "openai"
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

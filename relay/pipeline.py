@@ -5,6 +5,7 @@ dispatch → answer → settle. Routes only say which operation and which creden
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -75,8 +76,9 @@ def resolve_model(state: RelayState, call: Call, op: Operation) -> CatalogModel:
     if model is None:
         raise model_not_found(call.model)
     if model.mode not in op.modes:
+        article = "an" if model.mode[0] in "aeiou" else "a"  # "an embedding", "an image generation"
         raise bad_request(
-            f"'{model.name}' is a {model.mode.replace('_', ' ')} model and cannot be used on this "
+            f"'{model.name}' is {article} {model.mode.replace('_', ' ')} model and cannot be used on this "
             f"endpoint; use {ENDPOINT_FOR_MODE[model.mode]}.",
             "model",
             "wrong_model_mode",
@@ -139,16 +141,10 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
         raise rate_limited(decision, estimate.total_tokens)
     ex.reservation = decision.reservation
 
-    if op.billable and source == "pool":
-        try:
-            await state.billing.hold(caller, ex.id, price(model, estimate, caller, source).cost_nanos)
-        except RelayError:
-            # Refused before dispatch (e.g. 402): it still counts as a request, but used no tokens.
-            await _give_tokens_back(state, ex)
-            raise
-        ex.held = True
-
     try:
+        if op.billable and source == "pool":
+            ex.held = True  # before the await: a cancellation mid-hold must still release it
+            await state.billing.hold(caller, ex.id, price(model, estimate, caller, source).cost_nanos)
         dispatched = await dispatch(
             adapter, call, model, credentials,
             default_base=state.settings.base_url_for(model.provider),
@@ -157,7 +153,11 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
             store=state.credentials,
         )
     except RelayError as error:
-        state.spawn(_fail(state, ex, call, model, source, op, error))
+        state.spawn(_abandon(state, ex, call, model, source, op, "error", error.status, error.code))
+        raise
+    except asyncio.CancelledError:
+        # The client left before the answer: the upstream call is cancelled and nothing is charged.
+        state.spawn(_abandon(state, ex, call, model, source, op, "cancelled", 499, "client_closed_request"))
         raise
 
     if call.stream:
@@ -184,21 +184,19 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
     await state.billing.settle(caller, ex.id, ex.held, charge, record)
 
 
-async def _fail(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,
-                op: Operation, error: RelayError) -> None:
-    """Upstream failed before answering: release the hold, give the tokens back, record it."""
-    await _give_tokens_back(state, ex)
+async def _abandon(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,
+                   op: Operation, status: str, http_status: int, error_code: str) -> None:
+    """No answer came back (refused, failed upstream, or the client left): release the hold
+    (a no-op if none was placed), give the tokens back to the TPM window, record it."""
+    caller = ex.caller
+    assert caller is not None
+    if ex.reservation:
+        await state.limiter.settle(str(caller.account_id), ex.reservation, 0)
     if ex.held:
         await state.billing.release(ex.id)
-    outcome = Outcome(route=op.name, status="error", http_status=error.status,
-                      latency_ms=ex.elapsed_ms(), error=error.code)
+    outcome = Outcome(route=op.name, status=status, http_status=http_status,
+                      latency_ms=ex.elapsed_ms(), error=error_code)
     await state.billing.record_only(_record(ex, call, model, source, Usage(), Charge(0, 0), outcome))
-
-
-async def _give_tokens_back(state: RelayState, ex: Exchange) -> None:
-    """An admitted request that produced nothing keeps its place in RPM but uses no TPM."""
-    if ex.reservation and ex.caller:
-        await state.limiter.settle(str(ex.caller.account_id), ex.reservation, 0)
 
 
 def _record(ex: Exchange, call: Call, model: CatalogModel, source: str, usage: Usage, charge: Charge,

@@ -7,10 +7,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from relay.pipeline import Operation, handle
-from relay.routes import openai
+from relay.routes import anthropic, openai
 
 INFERENCE_OPERATIONS: dict[str, Operation] = {
     **openai.OPERATIONS,
+    **anthropic.OPERATIONS,
 }
 
 

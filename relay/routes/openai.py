@@ -7,9 +7,10 @@ from starlette.requests import Request
 from relay.call import Call
 from relay.pipeline import Operation
 from relay.schemas.body import read_json, validate
-from relay.schemas.openai import ChatRequest
+from relay.routes.images import parse_image_edit, parse_image_generation
+from relay.schemas.openai import ChatRequest, EmbeddingsRequest
 from relay.settings import Settings
-from relay.tokens import count_chat_prompt
+from relay.tokens import count_chat_prompt, count_embedding_input
 
 
 async def parse_chat(request: Request, settings: Settings) -> Call:
@@ -26,6 +27,21 @@ async def parse_chat(request: Request, settings: Settings) -> Call:
     )
 
 
-CHAT = Operation("chat", "openai", ("chat",), parse_chat)
+async def parse_embeddings(request: Request, settings: Settings) -> Call:
+    body = await read_json(request, settings.max_body_bytes)
+    spec = validate(EmbeddingsRequest, body)
+    return Call(operation="embeddings", protocol="openai", model=spec.model, body=body,
+                prompt_tokens=count_embedding_input(spec.input))
 
-OPERATIONS: dict[str, Operation] = {"/chat/completions": CHAT}
+
+CHAT = Operation("chat", "openai", ("chat",), parse_chat)
+EMBEDDINGS = Operation("embeddings", "openai", ("embedding",), parse_embeddings)
+IMAGE_GENERATION = Operation("image_generation", "openai", ("image_generation",), parse_image_generation)
+IMAGE_EDIT = Operation("image_edit", "openai", ("image_generation",), parse_image_edit)
+
+OPERATIONS: dict[str, Operation] = {
+    "/chat/completions": CHAT,
+    "/embeddings": EMBEDDINGS,
+    "/images/generations": IMAGE_GENERATION,
+    "/images/edits": IMAGE_EDIT,
+}

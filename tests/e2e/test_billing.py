@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json as jsonlib
+import subprocess
+import sys
 import time
+from decimal import Decimal
 
 import httpx
 import openai
@@ -157,3 +161,39 @@ def test_admin_accounts_and_keys(relay) -> None:
     assert limits.json()["rpm_limit"] == 5 and limits.json()["tpm_limit"] is None
     assert httpx.delete(f"{relay.url}/admin/keys/{key['id']}", headers=ADMIN).json()["revoked_at"]
     assert httpx.get(relay.url + "/admin/accounts/nobody-here", headers=ADMIN).status_code == 404
+
+
+def test_slow_upstream_with_client_timeout_leaves_no_hold(relay, account, emulator) -> None:
+    """The client gives up on a slow non-streamed answer. The relay still receives it (the provider
+    did the work), charges it once and closes the hold: no orphan hold, the books balance."""
+    emulator.set_mode("slow", delay=0.15)  # the emulator answers after about a second
+    before = ledger.account_balance(relay.state.engine, account.id).balance_nanos
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(relay.url + "/v1/chat/completions", json=CHAT, timeout=0.3,
+                   headers={"Authorization": f"Bearer {account.key}"})
+    assert ledger.account_balance(relay.state.engine, account.id).held_nanos > 0  # still in flight
+    time.sleep(1.0)
+    after = settled(relay, account.id)
+    assert after.held_nanos == 0
+    assert ledger.check_invariant(relay.state.engine, account.id) == []
+    emulator.set_mode(None)
+    reply = httpx.post(relay.url + "/v1/chat/completions", json=CHAT, timeout=30,
+                       headers={"Authorization": f"Bearer {account.key}"})
+    assert before - after.balance_nanos == usd_to_nanos(reply.headers["X-Relay-Cost"])  # same work, same price
+
+
+def test_margin_report(relay, make_account, openai_client, tmp_path) -> None:
+    openai_client.chat.completions.create(**CHAT)
+    time.sleep(0.3)
+    out = subprocess.run(
+        [sys.executable, "scripts/margin_report.py", "--json", "--database-url", relay.settings.database_url,
+         "--since", "2000-01-01"], capture_output=True, text=True, check=True,
+    )
+    report = jsonlib.loads(out.stdout)
+    row = next(r for r in report["model"] if r["model"] == "gpt-4o-mini" and r["source"] == "pool")
+    assert row["requests"] >= 1
+    assert Decimal(row["revenue_usd"]) > Decimal(row["upstream_cost_usd"]) > 0
+    assert Decimal(row["margin_usd"]) == Decimal(row["revenue_usd"]) - Decimal(row["upstream_cost_usd"])
+    human = subprocess.run([sys.executable, "scripts/margin_report.py", "--database-url", relay.settings.database_url],
+                           capture_output=True, text=True, check=True).stdout
+    assert "gpt-4o-mini" in human and "total" in human

@@ -27,6 +27,7 @@ from relay import accounts, cli
 from relay.db.models import UsageRecord
 from relay.limit_headers import rate_limit_headers
 from relay.limits import Decision, Limits, MemoryLimiter
+from relay.settings import Settings
 from relay.tokens import count_chat_prompt
 from tests import services
 from tests.e2e.relay_server import ProcessRelay, ThreadRelay
@@ -61,12 +62,11 @@ def wait_settled(engine, *responses: httpx.Response, timeout: float = 10.0) -> N
     """Settlement runs after the answer; its usage record is written after the TPM correction."""
     ids = {r.headers["x-request-id"] for r in responses}
     deadline = time.monotonic() + timeout
-    with Session(engine) as session:
-        while ids:
+    while ids:
+        with Session(engine) as session:  # a new session each time: a fresh snapshot
             ids = {i for i in ids if session.get(UsageRecord, i) is None}
-            session.expire_all()
-            assert time.monotonic() < deadline, f"not settled: {ids}"
-            time.sleep(0.02)
+        assert time.monotonic() < deadline, f"not settled: {ids}"
+        time.sleep(0.02)
 
 
 def wait_for(probe: Callable[[], object], expected: object, timeout: float) -> float:
@@ -85,16 +85,20 @@ def burst(relays: list, key: str, bodies: list[dict]) -> list[httpx.Response]:
 
 
 @pytest.fixture(scope="module")
-def pair(relay_env: dict[str, str], limiter_url: str | None) -> Iterator[list[ProcessRelay]]:
-    """Two relay processes sharing the database and one Redis; started once for the module."""
-    env = {**relay_env, "RELAY_REDIS_URL": limiter_url or services.redis_url(),
-           "RELAY_AUTH_CACHE_TTL_S": str(AUTH_TTL_S)}
-    processes = [ProcessRelay(env), ProcessRelay(env)]  # both boot in parallel
+def pair(relay: ThreadRelay, relay_env: dict[str, str], settings: Settings,
+         limiter_url: str | None) -> Iterator[list]:
+    """Two relay OS processes sharing the database and one Redis, started once for the module:
+    a subprocess, and one in the test process (cheap to start: LiteLLM is already imported)."""
+    shared = {"redis_url": limiter_url or services.redis_url(), "auth_cache_ttl_s": AUTH_TTL_S}
+    process = ProcessRelay({**relay_env, **{f"RELAY_{k.upper()}": str(v) for k, v in shared.items()}})
     try:
-        yield [p.start() for p in processes]
+        local = ThreadRelay(settings.model_copy(update=shared)).start()
+        try:
+            yield [local, process.start()]
+        finally:
+            local.stop()
     finally:
-        for p in processes:
-            p.stop()
+        process.stop()
 
 
 # -- headers follow the limiter ------------------------------------------------------------------
@@ -176,14 +180,16 @@ def test_anthropic_headers() -> None:
 
 def test_request_that_can_never_fit_is_refused_at_once(relay, make_account) -> None:
     account = make_account(tier="starter")
-    body = chat_body(max_tokens=100_000)  # the pre-count alone exceeds 100,000 TPM
+    accounts.update_account(relay.state.engine, account.name, tpm_limit=1_000)
+    body = chat_body(max_tokens=1_000)  # the pre-count alone (prompt + 1,000) exceeds 1,000 TPM
     response = post(relay.url, account.key, body)
     assert response.status_code == 400
     assert "Retry-After" not in response.headers
     error = response.json()["error"]
     assert error["code"] == "request_exceeds_token_limit"
-    assert str(estimate(body)) in error["message"] and "100000" in error["message"]
-    assert remaining(response) == (60, 100_000)  # nothing recorded
+    assert f"needs an estimated {estimate(body)} tokens" in error["message"]
+    assert "limit of 1000 tokens per minute" in error["message"]
+    assert remaining(response) == (60, 1_000)  # nothing recorded
 
 
 # -- one limit across instances ------------------------------------------------------------------
@@ -211,12 +217,12 @@ def test_tpm_is_shared_by_two_processes_and_corrected_at_settlement(relay, pair,
     cost = estimate(body)
     tpm = 5 * cost + cost // 2  # exactly five pre-counted requests fit
     accounts.update_account(relay.state.engine, account.name, tpm_limit=tpm)
-    emulator.set_mode("slow", delay=1.0)  # nothing settles while the burst is admitted
+    emulator.set_mode("slow", delay=0.2)  # ~2.4 s per answer: nothing settles during the burst
     responses = burst(pair, account.key, [body] * 10)
     admitted = [r for r in responses if r.status_code == 200]
     limited = [r for r in responses if r.status_code == 429]
-    assert (len(admitted), len(limited)) == (5, 5)
-    assert sorted(remaining(r)[1] for r in admitted) == [tpm - n * cost for n in range(1, 6)]
+    assert (len(admitted), len(limited)) == (5, 5), [(r.status_code, r.text[:300]) for r in responses]
+    assert sorted(remaining(r)[1] for r in admitted) == [tpm - n * cost for n in range(5, 0, -1)]
     for r in limited:
         assert r.headers["x-ratelimit-remaining-tokens"] == str(tpm - 5 * cost)
         assert f"tokens per minute: limit {tpm}, used {5 * cost}, requested {cost}" in r.json()["error"]["message"]
@@ -237,7 +243,7 @@ def test_tpm_is_shared_by_two_processes_and_corrected_at_settlement(relay, pair,
 def test_tier_change_reaches_every_instance_within_the_auth_ttl(relay, pair, make_account, monkeypatch) -> None:
     monkeypatch.setattr(relay.state.auth, "ttl_s", AUTH_TTL_S)
     account = make_account(tier="starter")
-    instances = [relay, pair[0]]
+    instances = [relay, pair[1]]  # the test process's relay and a subprocess
 
     def limit_seen(instance) -> tuple[str, str]:  # type: ignore[no-untyped-def]
         # An unknown model is the cheapest counted request: refused before any upstream call.
