@@ -9,6 +9,7 @@ failing and dropped for the rest of the request, and the next one is tried at on
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from relay.upstream.base import target_for
 log = logging.getLogger("relay.dispatch")
 litellm.suppress_debug_info = True
 litellm.drop_params = True
+# LiteLLM's bundled Anthropic beta-header table, not a blocking GitHub fetch on the first Claude call.
+os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
 
 _TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 _REJECTED = {401, 403}  # the key itself is refused: another key may work

@@ -14,14 +14,18 @@ def balance(relay: Any, account_id: int) -> int:
     return ledger.account_balance(relay.state.engine, account_id).balance_nanos
 
 
-def settled_balance(relay: Any, account_id: int, timeout: float = 10.0) -> int:
-    """The balance once no hold is open any more."""
+def settled(relay: Any, account_id: int, timeout: float = 10.0) -> ledger.BalanceView:
+    """The balance view once no hold is open any more (settlement runs after the response)."""
     deadline = time.monotonic() + timeout
     while True:
         view = ledger.account_balance(relay.state.engine, account_id)
         if view.held_nanos == 0 or time.monotonic() > deadline:
-            return view.balance_nanos
+            return view
         time.sleep(0.02)
+
+
+def settled_balance(relay: Any, account_id: int, timeout: float = 10.0) -> int:
+    return settled(relay, account_id, timeout).balance_nanos
 
 
 def sell_cost(relay: Any, model: str, usage: Usage) -> int:

@@ -14,24 +14,10 @@ import pytest
 
 from relay import ledger
 from relay.money import format_usd, usd_to_nanos
-from relay.pricing import cost_nanos
 from relay.usage import from_openai
+from tests.e2e.billing_support import sell_cost, settled
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "bill me exactly"}]}
-
-
-def settled(relay, account_id: int, timeout: float = 10.0) -> ledger.BalanceView:
-    """Settlement runs after the response: wait until no hold is open."""
-    deadline = time.monotonic() + timeout
-    while True:
-        view = ledger.account_balance(relay.state.engine, account_id)
-        if view.held_nanos == 0 or time.monotonic() > deadline:
-            return view
-        time.sleep(0.02)
-
-
-def sell_cost(relay, model: str, usage) -> int:
-    return cost_nanos(relay.state.catalog.get(model).sell, usage)
 
 
 def test_chat_charge_equals_price_times_reported_usage(relay, account, openai_client) -> None:

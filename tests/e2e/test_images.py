@@ -177,7 +177,7 @@ def test_corrupt_upload_is_400_naming_the_field(openai_client, emulator) -> None
 def test_missing_image_is_400(relay, account) -> None:
     response = httpx.post(relay.url + "/v1/images/edits", headers=auth(account),
                           data={"model": MODEL, "prompt": "x"}, files={"unused": ("a.txt", b"", "text/plain")})
-    assert response.status_code == 400
+    assert response.status_code == 400 and response.json()["error"]["param"] == "image"
 
 
 @pytest.fixture

@@ -124,10 +124,9 @@ def test_claude_body_passes_through_unchanged(anthropic_client, emulator) -> Non
                                           "cache_control": {"type": "ephemeral"}}]},
         ],
     }
-    create = {k: v for k, v in body.items() if k not in ("model", "max_tokens", "messages", "metadata")}
     reply = anthropic_client.messages.create(
-        model=CLAUDE, max_tokens=2048, messages=body["messages"], metadata=body["metadata"],
-        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"}, **create,
+        **{k: v for k, v in body.items() if k != "top_k"}, extra_body={"top_k": 5},
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14", "anthropic-version": "2023-06-01"},
     )
     assert [block.type for block in reply.content] == ["thinking", "text"]  # thinking block relayed
     (sent,) = sent_to_provider(emulator, "/v1/messages")
@@ -270,45 +269,3 @@ def test_upstream_failure_is_anthropic_error_without_the_key(anthropic_client, e
         anthropic_client.messages.create(model=model, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 502 and caught.value.body["error"]["type"] == "api_error"
     assert "sk-" not in json.dumps(caught.value.body)
-
-
-@pytest.mark.parametrize("model", [CLAUDE, GPT])
-def test_drop_mid_stream_ends_with_error_event(relay, account, emulator, model) -> None:
-    emulator.set_mode("drop_mid_stream")
-    body = {"model": model, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hello"}]}
-    with httpx.stream("POST", relay.url + "/v1/messages", json=body, timeout=10,
-                      headers={"x-api-key": account.key, "anthropic-version": "2023-06-01"}) as response:
-        assert response.status_code == 200
-        lines = list(response.iter_lines())  # returns: the relay closes the stream, it does not hang
-    events = [line[7:] for line in lines if line.startswith("event: ")]
-    assert events[0] == "message_start" and "content_block_delta" in events
-    assert events[-1] == "error" and "message_stop" not in events
-    error = json.loads([line for line in lines if line.startswith("data: ")][-1][6:])
-    assert error["type"] == "error" and error["error"]["type"] == "api_error"
-    assert "sk-" not in error["error"]["message"]
-
-
-def test_drop_mid_stream_raises_in_the_sdk(anthropic_client, emulator) -> None:
-    emulator.set_mode("drop_mid_stream")
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with anthropic_client.messages.stream(
-            model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "hello"}],
-        ) as stream:
-            for _ in stream:
-                pass
-    assert caught.value.body["type"] == "error"
-
-
-@pytest.mark.parametrize("model", [CLAUDE, GPT])
-def test_stream_arrives_incrementally(anthropic_client, emulator, model) -> None:
-    emulator.set_mode("slow", delay=0.15)
-    with anthropic_client.messages.stream(
-        model=model, max_tokens=64, messages=[{"role": "user", "content": "tell me something"}],
-    ) as stream:
-        for event in stream:
-            if event.type == "content_block_delta":
-                state = emulator.state()
-                break
-        rest = "".join(stream.text_stream)
-    assert state["streams_started"] == 1 and state["streams_finished"] == 0  # upstream still sending
-    assert rest  # and the rest followed

@@ -12,7 +12,7 @@ or fail under CI (tests/services.py).
 
 from __future__ import annotations
 
-import math
+import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,14 +21,14 @@ from typing import Callable, Iterator
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from relay import accounts, cli
 from relay.db.models import UsageRecord
-from relay.limit_headers import rate_limit_headers
-from relay.limits import Decision, Limits, MemoryLimiter
+from relay.limits import MemoryLimiter
 from relay.settings import Settings
-from relay.tokens import count_chat_prompt
+from relay.tokens import count_chat_prompt, count_messages_prompt
 from tests import services
 from tests.e2e.relay_server import ProcessRelay, ThreadRelay
 
@@ -47,8 +47,12 @@ def estimate(body: dict) -> int:
     return count_chat_prompt(body) + body["max_tokens"]
 
 
+# One pooled client for the module: a new client per request costs more CPU than the relay does.
+HTTP = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32))
+
+
 def post(url: str, key: str, body: dict, path: str = CHAT) -> httpx.Response:
-    return httpx.post(url + path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return HTTP.post(url + path, json=body, headers={"Authorization": f"Bearer {key}"})
 
 
 def remaining(response: httpx.Response) -> tuple[int, int]:
@@ -58,7 +62,7 @@ def remaining(response: httpx.Response) -> tuple[int, int]:
     return int(h["X-RateLimit-Remaining"]), int(h["x-ratelimit-remaining-tokens"])
 
 
-def wait_settled(engine, *responses: httpx.Response, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def wait_settled(engine: Engine, *responses: httpx.Response, timeout: float = 10.0) -> None:
     """Settlement runs after the answer; its usage record is written after the TPM correction."""
     ids = {r.headers["x-request-id"] for r in responses}
     deadline = time.monotonic() + timeout
@@ -69,13 +73,11 @@ def wait_settled(engine, *responses: httpx.Response, timeout: float = 10.0) -> N
         time.sleep(0.02)
 
 
-def wait_for(probe: Callable[[], object], expected: object, timeout: float) -> float:
-    """Polls until probe() == expected; returns how long it took."""
-    start = time.monotonic()
+def wait_for(probe: Callable[[], object], expected: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while (seen := probe()) != expected:
-        assert time.monotonic() - start < timeout, f"still {seen!r}, expected {expected!r}"
+        assert time.monotonic() < deadline, f"still {seen!r} after {timeout} s, expected {expected!r}"
         time.sleep(0.1)
-    return time.monotonic() - start
 
 
 def burst(relays: list, key: str, bodies: list[dict]) -> list[httpx.Response]:
@@ -87,8 +89,9 @@ def burst(relays: list, key: str, bodies: list[dict]) -> list[httpx.Response]:
 @pytest.fixture(scope="module")
 def pair(relay: ThreadRelay, relay_env: dict[str, str], settings: Settings,
          limiter_url: str | None) -> Iterator[list]:
-    """Two relay OS processes sharing the database and one Redis, started once for the module:
-    a subprocess, and one in the test process (cheap to start: LiteLLM is already imported)."""
+    """Two relay OS processes sharing the database (pool keys come from `relay`) and one Redis,
+    started once for the module: a subprocess, and one in the test process (cheap to start:
+    LiteLLM is already imported here)."""
     shared = {"redis_url": limiter_url or services.redis_url(), "auth_cache_ttl_s": AUTH_TTL_S}
     process = ProcessRelay({**relay_env, **{f"RELAY_{k.upper()}": str(v) for k, v in shared.items()}})
     try:
@@ -117,12 +120,12 @@ def test_headers_count_requests_and_actual_tokens(relay, make_account) -> None:
 
     # Streaming answers carry the headers too; the window now holds the first request's actual use.
     stream_body = chat_body(stream=True, stream_options={"include_usage": True})
-    with httpx.stream("POST", relay.url + CHAT, json=stream_body,
-                      headers={"Authorization": f"Bearer {account.key}"}) as second:
+    with HTTP.stream("POST", relay.url + CHAT, json=stream_body,
+                     headers={"Authorization": f"Bearer {account.key}"}) as second:
         assert second.status_code == 200
         assert remaining(second) == (58, 100_000 - actual_first - estimate(stream_body))
         usage = [line for line in second.iter_lines() if '"usage"' in line][-1]
-    actual_second = httpx.Response(200, content=usage[len("data: "):]).json()["usage"]["total_tokens"]
+    actual_second = json.loads(usage.removeprefix("data: "))["usage"]["total_tokens"]
     wait_settled(relay.state.engine, second)
 
     # An error after authentication counts the request with no tokens, and shows the headers.
@@ -157,25 +160,46 @@ def test_headers_follow_the_window_clock(relay, make_account, monkeypatch) -> No
         == (200, "0", "10")
 
 
-def test_anthropic_headers() -> None:
-    """/v1/messages has not landed yet: the Anthropic dialect is checked on the header function."""
-    decision = Decision(allowed=True, limits=Limits(60, 100_000), remaining_requests=12,
-                        remaining_tokens=4_321, reset_requests=0.0, reset_tokens=42.5,
-                        retry_after=None, exceeded=None)
-    before = datetime.now(timezone.utc).replace(microsecond=0)
-    headers = rate_limit_headers(decision, "anthropic")
-    assert headers["anthropic-ratelimit-requests-limit"] == "60"
-    assert headers["anthropic-ratelimit-requests-remaining"] == "12"
-    assert headers["anthropic-ratelimit-tokens-limit"] == "100000"
-    assert headers["anthropic-ratelimit-tokens-remaining"] == "4321"
-    rfc3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-    resets = {kind: headers[f"anthropic-ratelimit-{kind}-reset"] for kind in ("requests", "tokens")}
-    assert all(rfc3339.match(value) for value in resets.values())
-    parse = lambda value: datetime.fromisoformat(value.replace("Z", "+00:00"))  # noqa: E731
-    assert 0 <= (parse(resets["requests"]) - before).total_seconds() <= 2
-    assert 42 <= (parse(resets["tokens"]) - before).total_seconds() <= 45
-    assert "X-RateLimit-Limit" in headers  # the generic and OpenAI headers are always there
-    assert not any(k.startswith("anthropic-") for k in rate_limit_headers(decision, "openai"))
+def test_anthropic_headers_on_messages(relay, make_account) -> None:
+    account = make_account()
+    accounts.update_account(relay.state.engine, account.name, rpm_limit=2)
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-api-key": account.key, "anthropic-version": "2023-06-01"}
+
+    def send(**extra: object) -> httpx.Response:
+        return HTTP.post(relay.url + "/v1/messages", json={**body, **extra}, headers=headers)
+
+    def seconds_until(response: httpx.Response, kind: str) -> float:
+        value = response.headers[f"anthropic-ratelimit-{kind}-reset"]
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", value)  # RFC 3339, UTC
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return (at - datetime.now(timezone.utc)).total_seconds()
+
+    first = send()
+    assert first.status_code == 200
+    h = first.headers
+    assert h["anthropic-ratelimit-requests-limit"] == "2"
+    assert h["anthropic-ratelimit-requests-remaining"] == "1"
+    assert h["anthropic-ratelimit-tokens-limit"] == "2000000"
+    assert int(h["anthropic-ratelimit-tokens-remaining"]) == 2_000_000 - count_messages_prompt(body) - 16
+    assert -2 <= seconds_until(first, "requests") <= 1  # room now
+    assert 58 <= seconds_until(first, "tokens") <= 61  # when this request's tokens leave the window
+    assert h["X-RateLimit-Remaining"] == "1"  # the generic and OpenAI dialects are there too
+
+    with HTTP.stream("POST", relay.url + "/v1/messages", json={**body, "stream": True},
+                     headers=headers) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["anthropic-ratelimit-requests-remaining"] == "0"
+        stream.read()
+
+    denied = send()
+    assert denied.status_code == 429
+    assert denied.json()["type"] == "error" and denied.json()["error"]["type"] == "rate_limit_error"
+    assert "requests per minute: limit 2, used 2, requested 1" in denied.json()["error"]["message"]
+    assert abs(seconds_until(denied, "requests") - int(denied.headers["Retry-After"])) <= 2
+
+    unknown = send(model="no-such-model")  # an error before admission still shows the Anthropic headers
+    assert unknown.status_code == 404 and unknown.headers["anthropic-ratelimit-requests-remaining"] == "0"
 
 
 def test_request_that_can_never_fit_is_refused_at_once(relay, make_account) -> None:
@@ -211,7 +235,8 @@ def test_rpm_is_shared_by_two_processes(pair, make_account) -> None:
         assert f"Retry after {r.headers['Retry-After']}s" in error["message"]
 
 
-def test_tpm_is_shared_by_two_processes_and_corrected_at_settlement(relay, pair, make_account, emulator) -> None:
+def test_tpm_is_shared_by_two_processes_and_corrected_at_settlement(relay, pair, make_account,
+                                                                    emulator) -> None:
     account = make_account(tier="starter")
     body = chat_body(max_tokens=200)
     cost = estimate(body)
@@ -225,7 +250,8 @@ def test_tpm_is_shared_by_two_processes_and_corrected_at_settlement(relay, pair,
     assert sorted(remaining(r)[1] for r in admitted) == [tpm - n * cost for n in range(5, 0, -1)]
     for r in limited:
         assert r.headers["x-ratelimit-remaining-tokens"] == str(tpm - 5 * cost)
-        assert f"tokens per minute: limit {tpm}, used {5 * cost}, requested {cost}" in r.json()["error"]["message"]
+        message = r.json()["error"]["message"]
+        assert f"tokens per minute: limit {tpm}, used {5 * cost}, requested {cost}" in message
         assert int(r.headers["Retry-After"]) >= 1
 
     # Once settled, the shared window holds the actual use, as either process reports it.
@@ -240,7 +266,8 @@ def test_tpm_is_shared_by_two_processes_and_corrected_at_settlement(relay, pair,
 
 # -- tier changes --------------------------------------------------------------------------------
 
-def test_tier_change_reaches_every_instance_within_the_auth_ttl(relay, pair, make_account, monkeypatch) -> None:
+def test_tier_change_reaches_every_instance_within_the_auth_ttl(relay, pair, make_account,
+                                                                monkeypatch) -> None:
     monkeypatch.setattr(relay.state.auth, "ttl_s", AUTH_TTL_S)
     account = make_account(tier="starter")
     instances = [relay, pair[1]]  # the test process's relay and a subprocess
@@ -253,11 +280,11 @@ def test_tier_change_reaches_every_instance_within_the_auth_ttl(relay, pair, mak
     assert [limit_seen(i) for i in instances] == [("60", "100000")] * 2
     monkeypatch.setenv("RELAY_DATABASE_URL", relay.settings.database_url)
     assert cli.main(["accounts", "set-tier", account.name, "professional", "--json"]) == 0
-    for instance in instances:
-        assert wait_for(lambda: limit_seen(instance), ("300", "500000"), AUTH_TTL_S + 2) <= AUTH_TTL_S + 1
+    for instance in instances:  # each instance re-reads the account once its cache entry expires
+        wait_for(lambda: limit_seen(instance), ("300", "500000"), timeout=AUTH_TTL_S + 2)
     assert cli.main(["accounts", "set-limits", account.name, "--rpm", "7", "--json"]) == 0
     for instance in instances:
-        wait_for(lambda: limit_seen(instance), ("7", "500000"), AUTH_TTL_S + 2)
+        wait_for(lambda: limit_seen(instance), ("7", "500000"), timeout=AUTH_TTL_S + 2)
 
 
 # -- Redis outage --------------------------------------------------------------------------------
@@ -265,7 +292,7 @@ def test_tier_change_reaches_every_instance_within_the_auth_ttl(relay, pair, mak
 def test_unreachable_redis_degrades_to_local_limits(settings, make_account, caplog) -> None:
     dead = ThreadRelay(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})).start()
     try:
-        ready = httpx.get(dead.url + "/readyz")
+        ready = HTTP.get(dead.url + "/readyz")
         assert ready.status_code == 200  # still serving: see relay/routes/health.py for why
         body = ready.json()
         assert body["status"] == "degraded" and body["database"] == "ok"

@@ -14,7 +14,7 @@ from relay.db.models import UsageRecord
 from relay.pricing import cost_nanos
 from relay.tokens import count_chat_prompt, count_text
 from relay.usage import Usage
-from tests.e2e.test_billing import settled
+from tests.e2e.billing_support import settled
 
 
 def wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
