@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import anyio.to_thread
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -118,13 +119,15 @@ class CredentialStore:
         return len(records)
 
     # -- the hot path ------------------------------------------------------------------------
-    def candidates(self, provider: str, account_id: int | None) -> list[Credential]:
+    async def candidates(self, provider: str, account_id: int | None) -> list[Credential]:
         """Credentials to try, in order: healthy ones round-robin, then failing ones, least
-        recently failed first. `account_id` None is the shared pool; never mixed with BYOK."""
+        recently failed first. `account_id` None is the shared pool; never mixed with BYOK.
+        A warm cache answers without touching the database; a miss reads it off the event loop."""
         cache_key = (account_id, provider)
         cached = self._cache.get(cache_key)
         if cached is None or cached[0] < time.monotonic():
-            cached = (time.monotonic() + self._ttl, *self._load(provider, account_id))
+            loaded = await anyio.to_thread.run_sync(self._load, provider, account_id)
+            cached = (time.monotonic() + self._ttl, *loaded)
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
             self._cache[cache_key] = cached

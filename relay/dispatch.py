@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import litellm
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -74,13 +75,15 @@ async def dispatch(
             raise
         except Exception as exc:  # noqa: BLE001 - every upstream failure becomes a deliberate answer
             credential, status = tried[-1], _status(exc)
-            if status in _REJECTED and len(usable) > 1:
-                reject(credential, status, model.provider, store)
-                usable.remove(credential)
-                continue
-            raise upstream_error(exc, credential, model, store) from exc
+            if status in _REJECTED:
+                await reject(credential, status, model.provider, store)
+                if len(usable) > 1:
+                    usable.remove(credential)
+                    continue
+            raise upstream_error(exc, credential, model) from exc
         if dispatched.credential.failing and store is not None:
-            store.mark_ok(dispatched.credential.id)  # a key tried as a last resort works again
+            # A key tried as a last resort works again. Off the event loop: it is a database write.
+            await anyio.to_thread.run_sync(store.mark_ok, dispatched.credential.id)
         return dispatched
 
 
@@ -108,23 +111,22 @@ async def _attempts(adapter: Any, call: Call, model: CatalogModel, credentials: 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def reject(credential: Credential, status: int | None, provider: str, store: CredentialStore | None) -> None:
+async def reject(credential: Credential, status: int | None, provider: str, store: CredentialStore | None) -> None:
     """The provider refused this key: mark it failing (the reason shows in listings), never log it."""
     if store is not None:
-        store.mark_failing(credential.id, f"{provider} rejected the credential (HTTP {status})")
+        reason = f"{provider} rejected the credential (HTTP {status})"
+        await anyio.to_thread.run_sync(store.mark_failing, credential.id, reason)
     log.warning("upstream rejected credential id=%s source=%s: HTTP %s", credential.id, credential.source, status)
 
 
-def upstream_error(
-    exc: BaseException, credential: Credential, model: CatalogModel, store: CredentialStore | None
-) -> RelayError:
+def upstream_error(exc: BaseException, credential: Credential, model: CatalogModel) -> RelayError:
+    """An upstream failure as the answer the client gets: the right status, no secrets."""
     status = _status(exc)
     provider = model.provider
     whose = "your BYOK" if credential.source == "byok" else "the relay's"
     if isinstance(exc, litellm.Timeout) or status in (408, 504):
         return RelayError(504, f"The upstream provider ({provider}) did not answer in time.", "upstream_timeout")
     if status in _REJECTED:
-        reject(credential, status, provider, store)
         return RelayError(
             502,
             f"{provider} rejected {whose} API key (HTTP {status}). "

@@ -86,9 +86,9 @@ def resolve_model(state: RelayState, call: Call, op: Operation) -> CatalogModel:
     return model
 
 
-def choose_credentials(state: RelayState, model: CatalogModel, caller: Caller, source: str) -> list[Credential]:
+async def choose_credentials(state: RelayState, model: CatalogModel, caller: Caller, source: str) -> list[Credential]:
     if source == "byok":
-        found = state.credentials.candidates(model.provider, caller.account_id)
+        found = await state.credentials.candidates(model.provider, caller.account_id)
         if not found:
             raise RelayError(
                 400,
@@ -98,7 +98,7 @@ def choose_credentials(state: RelayState, model: CatalogModel, caller: Caller, s
                 "byok_credential_missing",
             )
         return found
-    found = state.credentials.candidates(model.provider, None)
+    found = await state.credentials.candidates(model.provider, None)
     if not found:
         raise RelayError(503, f"The relay has no {model.provider} key configured in its shared pool.",
                          "no_pool_credential")
@@ -129,7 +129,7 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     assert caller is not None
     call = await op.parse(request, state.settings)
     model = resolve_model(state, call, op)
-    credentials = choose_credentials(state, model, caller, source)
+    credentials = await choose_credentials(state, model, caller, source)
     adapter = state.adapters[op.name]
     estimate: Usage = adapter.estimate(call, model)
 
