@@ -184,3 +184,16 @@ async def test_idle_accounts_are_dropped(limiter, clock):
     clock.tick(61)
     await limiter.admit("busy", STARTER, 1)
     assert set(limiter._logs) == {"busy"}
+
+
+async def test_peek_reads_without_recording(limiter):
+    await admit_many(limiter, 3, tokens=1_000)
+    seen = await limiter.peek("acct", STARTER)
+    assert seen.allowed and seen.reservation is None
+    assert (seen.remaining_requests, seen.remaining_tokens) == (57, 97_000)
+    assert (await limiter.peek("acct", STARTER)).remaining_requests == 57  # a peek counts nothing
+    await admit_many(limiter, 57)
+    full = await limiter.peek("acct", STARTER)
+    assert not full.allowed and full.exceeded == "requests" and full.remaining_requests == 0
+    assert full.reset_requests > 0
+    assert not (await limiter.admit("acct", STARTER, 1)).allowed

@@ -425,3 +425,16 @@ async def test_redis_is_used_again_when_it_comes_back(make, redis_url, caplog):
         assert back.used_requests == 1  # the shared window from before the outage
     finally:
         await proxy.close()
+
+
+async def test_peek_reads_without_recording(limiter):
+    await admit_many(limiter, 3, tokens=1_000)
+    seen = await limiter.peek("acct", STARTER)
+    assert seen.allowed and seen.reservation is None
+    assert (seen.remaining_requests, seen.remaining_tokens) == (57, 97_000)
+    assert (await limiter.peek("acct", STARTER)).remaining_requests == 57  # a peek counts nothing
+    await admit_many(limiter, 57)
+    full = await limiter.peek("acct", STARTER)
+    assert not full.allowed and full.exceeded == "requests" and full.remaining_requests == 0
+    assert full.reset_requests > 0
+    assert not (await limiter.admit("acct", STARTER, 1)).allowed

@@ -75,6 +75,11 @@ class Limiter(Protocol):
 
     async def settle(self, key: str, reservation: str, actual_tokens: int) -> None: ...
 
+    async def peek(self, key: str, limits: Limits) -> Decision:
+        """Where the key stands now, recording nothing: the headers of answers that are not
+        admissions (model lists, usage, credential management)."""
+        ...
+
     async def ping(self) -> LimiterHealth: ...
 
     async def close(self) -> None: ...
@@ -113,10 +118,13 @@ def make_decision(
     reset_tokens_us: int,
     retry_after_us: int | None,
     reservation: str | None,
+    recorded: bool = True,
 ) -> Decision:
+    """`recorded` False is a peek: `allowed` then says whether one more request would fit now."""
     allowed = exceeded == OK
-    requests_after = used_requests + 1 if allowed else used_requests
-    tokens_after = used_tokens + tokens if allowed else used_tokens
+    counted = allowed and recorded
+    requests_after = used_requests + 1 if counted else used_requests
+    tokens_after = used_tokens + tokens if counted else used_tokens
     return Decision(
         allowed=allowed,
         limits=limits,

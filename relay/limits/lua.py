@@ -18,13 +18,14 @@ end
 """
 
 # ARGV: rpm, tpm, tokens, window_us, reservation id, now_us (-1: server TIME, so that
-# instances with skewed clocks agree).
+# instances with skewed clocks agree), record (1; 0 for a peek that only prunes and reads).
 # Returns {exceeded, used_requests, used_tokens, reset_requests_us, reset_tokens_us, retry_us}
 # with retry_us = -1 for "none".
 ADMIT = _COMMON + """
 local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, id = tonumber(ARGV[4]), ARGV[5]
 local now = server_now(tonumber(ARGV[6]))
+local record = ARGV[7] ~= '0'
 local shift = window - now  -- an entry admitted at t leaves the window t + shift from now
 local cutoff = int(now - window)
 
@@ -67,7 +68,7 @@ elseif count + 1 > rpm then exceeded = 1
 elseif used + tokens > tpm then exceeded = 2 end
 
 local count_after, used_after = count, used
-if exceeded == 0 then
+if exceeded == 0 and record then
   redis.call('ZADD', req_key, int(now), id)
   redis.call('HSET', tok_key, id, int(tokens))
   redis.call('HINCRBY', tok_key, SUM, int(tokens))

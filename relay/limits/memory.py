@@ -95,7 +95,10 @@ class MemoryLimiter:
     async def admit(self, key: str, limits: Limits, tokens: int) -> Decision:
         return self.admit_now(key, limits, tokens)
 
-    def admit_now(self, key: str, limits: Limits, tokens: int) -> Decision:
+    async def peek(self, key: str, limits: Limits) -> Decision:
+        return self.admit_now(key, limits, 0, record=False)
+
+    def admit_now(self, key: str, limits: Limits, tokens: int, record: bool = True) -> Decision:
         tokens = max(0, int(tokens))
         now = self._now()
         self._sweep(now)
@@ -104,7 +107,7 @@ class MemoryLimiter:
         used_requests, used_tokens = len(log.entries), log.tokens
         exceeded = check(limits, tokens, used_requests, used_tokens)
         reservation = None
-        if exceeded == OK:
+        if exceeded == OK and record:
             reservation = f"{self._prefix}{uuid.uuid4().hex}"
             log.entries[reservation] = [now, tokens]
             log.tokens += tokens
@@ -126,6 +129,7 @@ class MemoryLimiter:
             reset_tokens_us=log.reset_tokens(until),
             retry_after_us=retry,
             reservation=reservation,
+            recorded=record,
         )
 
     async def settle(self, key: str, reservation: str, actual_tokens: int) -> None:

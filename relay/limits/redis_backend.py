@@ -92,16 +92,21 @@ class RedisLimiter:
         return -1 if self._clock is None else round(self._clock() * US)
 
     async def admit(self, key: str, limits: Limits, tokens: int) -> Decision:
-        tokens = max(0, int(tokens))
+        return await self._run(key, limits, max(0, int(tokens)), record=True)
+
+    async def peek(self, key: str, limits: Limits) -> Decision:
+        return await self._run(key, limits, 0, record=False)
+
+    async def _run(self, key: str, limits: Limits, tokens: int, record: bool) -> Decision:
         if self._down and time.monotonic() < self._retry_at:
-            return self._local.admit_now(key, limits, tokens)
-        reservation = uuid.uuid4().hex
-        args = [limits.rpm, limits.tpm, tokens, self._window, reservation, self._now_arg()]
+            return self._local.admit_now(key, limits, tokens, record)
+        reservation = uuid.uuid4().hex if record else ""
+        args = [limits.rpm, limits.tpm, tokens, self._window, reservation, self._now_arg(), int(record)]
         try:
             reply = await self._admit(keys=self.keys(key), args=args)
         except _ERRORS as exc:
             self._failed(exc)
-            return self._local.admit_now(key, limits, tokens)
+            return self._local.admit_now(key, limits, tokens, record)
         self._recovered()
         exceeded, used_requests, used_tokens, reset_requests, reset_tokens, retry = map(int, reply)
         return make_decision(
@@ -113,7 +118,8 @@ class RedisLimiter:
             reset_requests_us=reset_requests,
             reset_tokens_us=reset_tokens,
             retry_after_us=None if retry < 0 else retry,  # -1: allowed, or never fits
-            reservation=reservation,
+            reservation=reservation or None,
+            recorded=record,
         )
 
     async def settle(self, key: str, reservation: str, actual_tokens: int) -> None:

@@ -10,8 +10,6 @@ POST   /byok/credentials/{id}/verify           check the key against the provide
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
-
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,29 +18,15 @@ from starlette.routing import Route
 from relay.auth import Caller
 from relay.credentials import public_view
 from relay.db.models import ProviderCredential
-from relay.errors import RelayError, bad_request, render
+from relay.errors import RelayError, bad_request
 from relay.jsonresponse import JSONBody
-from relay.pipeline import api_key_of
+from relay.routes.authenticated import authenticated
 from relay.schemas.body import read_json, validate
 from relay.schemas.byok import CredentialIn
 from relay.state import RelayState
 from relay.verify import verify
 
-Work = Callable[[Request, RelayState, Caller], Awaitable[Response]]
 VERIFY_TIMEOUT_S = 15.0
-
-
-def _endpoint(work: Work):  # type: ignore[no-untyped-def]
-    async def serve(request: Request) -> Response:
-        state: RelayState = request.app.state.relay
-        try:
-            caller = await state.auth.authenticate(api_key_of(request, "openai"))
-            return await work(request, state, caller)
-        except RelayError as error:
-            return render(error, "openai")
-
-    serve.__name__ = work.__name__
-    return serve
 
 
 def not_found(credential_id: object) -> RelayError:
@@ -104,9 +88,9 @@ async def _id_in_query_or_body(request: Request, state: RelayState) -> int:
 
 def routes() -> list[Route]:
     return [
-        Route("/byok/credentials", _endpoint(list_credentials), methods=["GET"]),
-        Route("/byok/credentials", _endpoint(add_credential), methods=["POST"]),
-        Route("/byok/credentials", _endpoint(remove_credential), methods=["DELETE"]),
-        Route("/byok/credentials/{credential_id:int}", _endpoint(remove_credential), methods=["DELETE"]),
-        Route("/byok/credentials/{credential_id:int}/verify", _endpoint(verify_credential), methods=["POST"]),
+        Route("/byok/credentials", authenticated(list_credentials), methods=["GET"]),
+        Route("/byok/credentials", authenticated(add_credential), methods=["POST"]),
+        Route("/byok/credentials", authenticated(remove_credential), methods=["DELETE"]),
+        Route("/byok/credentials/{credential_id:int}", authenticated(remove_credential), methods=["DELETE"]),
+        Route("/byok/credentials/{credential_id:int}/verify", authenticated(verify_credential), methods=["POST"]),
     ]

@@ -7,11 +7,13 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relay.auth import Caller
 from relay.catalog import CatalogModel
-from relay.errors import RelayError, render
+from relay.errors import unauthorized
 from relay.jsonresponse import JSONBody
-from relay.pipeline import api_key_of
 from relay.pricing import pricing_fields
+from relay.routes.authenticated import authenticated
+from relay.state import RelayState
 
 
 def model_entry(model: CatalogModel) -> dict:
@@ -26,18 +28,14 @@ def model_entry(model: CatalogModel) -> dict:
 
 
 def models_endpoint(source: str):  # type: ignore[no-untyped-def]
-    async def list_models(request: Request) -> Response:
-        state = request.app.state.relay
-        key = api_key_of(request, "openai")
-        try:
-            caller = await state.auth.authenticate(key) if (key or source == "byok") else None
-        except RelayError as error:
-            return render(error, "openai")
-        models = state.catalog.models.values()
-        if source == "byok" and caller is not None:
+    async def list_models(request: Request, state: RelayState, caller: Caller | None) -> Response:
+        models = list(state.catalog.models.values())
+        if source == "byok":
+            if caller is None:  # BYOK listings are per caller: a key is required
+                raise unauthorized("Missing API key: /byok/v1/models lists the providers you hold keys for.")
             stored = await anyio.to_thread.run_sync(state.credentials.list, caller.account_id)
             mine = {c.provider for c in stored}
             models = [m for m in models if m.provider in mine]
         return JSONBody({"object": "list", "data": [model_entry(m) for m in models]})
 
-    return list_models
+    return authenticated(list_models, key_optional=True)

@@ -9,10 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay import ledger
-from relay.errors import RelayError, bad_request, render
+from relay.auth import Caller
+from relay.errors import bad_request
 from relay.jsonresponse import JSONBody
 from relay.money import format_usd
-from relay.pipeline import api_key_of
+from relay.routes.authenticated import authenticated
+from relay.state import RelayState
 from relay.usage_log import UsageQuery, list_records, record_view, totals
 
 
@@ -42,13 +44,8 @@ def parse_query(request: Request, account_id: int | None) -> UsageQuery:
     )
 
 
-async def usage(request: Request) -> Response:
-    state = request.app.state.relay
-    try:
-        caller = await state.auth.authenticate(api_key_of(request, "openai"))
-        query = parse_query(request, caller.account_id)
-    except RelayError as error:
-        return render(error, "openai")
+async def _usage(request: Request, state: RelayState, caller: Caller) -> Response:
+    query = parse_query(request, caller.account_id)
 
     def read() -> dict:
         records, has_more = list_records(state.engine, query)
@@ -64,3 +61,6 @@ async def usage(request: Request) -> Response:
         }
 
     return JSONBody(await anyio.to_thread.run_sync(read))
+
+
+usage = authenticated(_usage)

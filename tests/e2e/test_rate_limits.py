@@ -307,3 +307,19 @@ def test_unreachable_redis_degrades_to_local_limits(settings, make_account, capl
                    for r in caplog.records)
     finally:
         dead.stop()
+
+
+def test_other_authenticated_answers_show_the_standing_without_counting(relay, make_account) -> None:
+    """Model lists, usage and credential listings carry the headers too, and cost no request."""
+    account = make_account(tier="starter")
+    headers = {"Authorization": f"Bearer {account.key}"}
+    first = post(relay.url, account.key, chat_body())
+    assert first.status_code == 200 and first.headers["X-RateLimit-Remaining"] == "59"
+    for path in ("/v1/models", "/v1/usage", "/byok/credentials", "/byok/v1/models"):
+        answer = httpx.get(relay.url + path, headers=headers)
+        assert answer.status_code == 200, path
+        assert answer.headers["X-RateLimit-Limit"] == "60"
+        assert answer.headers["X-RateLimit-Remaining"] == "59", path  # read, not counted
+        assert answer.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert "X-RateLimit-Limit" not in httpx.get(relay.url + "/v1/models").headers  # no key, no standing
+    assert post(relay.url, account.key, chat_body()).headers["X-RateLimit-Remaining"] == "58"
