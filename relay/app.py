@@ -22,7 +22,7 @@ from relay.crypto import SecretBox
 from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.limits import build_limiter
-from relay.routes import admin, byok, health, models, usage
+from relay.routes import admin, byok, docs, health, models, usage
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
 from relay.settings import Settings
 from relay.state import RelayState
@@ -85,6 +85,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
                 Route("/usage", usage.usage, methods=["GET"])]
 
     routes = [
+        Route("/", docs.docs),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Mount("/v1", routes=api("pool")),

@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from relay.money import decimal_str
 from tests.e2e.conftest import POOL_KEYS
 
 
@@ -118,3 +119,14 @@ def test_models_with_invalid_key_is_401(relay) -> None:
     response = httpx.get(relay.url + "/v1/models", headers={"Authorization": "Bearer sk-rr-nope"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_documentation_page_lists_the_live_catalog(relay) -> None:
+    page = httpx.get(relay.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    for model in relay.state.catalog.models.values():
+        assert f"<code>{model.name}</code>" in html
+    assert f"{relay.url}/byok/v1" in html and "Loading model catalog" not in html
+    mini = relay.state.catalog.get("gpt-4o-mini").sell
+    assert f"${decimal_str(mini.input)}" in html
