@@ -40,8 +40,8 @@ test: dev
 
 # The emulator answers every seed example; its keys join the shared pool via the environment.
 demo: install
-	@$(BIN)/python -m tests.emulator --port $(DEMO_PORT) & echo $$! > .demo-emulator.pid; \
-	trap 'kill $$(cat .demo-emulator.pid) 2>/dev/null; rm -f .demo-emulator.pid' EXIT INT TERM; \
+	@$(BIN)/python -m tests.emulator --port $(DEMO_PORT) & emulator=$$!; \
+	trap 'kill $$emulator 2>/dev/null' EXIT; \
 	RELAY_OPENAI_BASE_URL=http://127.0.0.1:$(DEMO_PORT)/v1 \
 	RELAY_ANTHROPIC_BASE_URL=http://127.0.0.1:$(DEMO_PORT) \
 	OPENAI_API_KEY=sk-demo-openai ANTHROPIC_API_KEY=sk-ant-demo \

@@ -26,6 +26,9 @@ from relay.upstream.base import target_for
 
 log = logging.getLogger("relay.dispatch")
 litellm.suppress_debug_info = True
+# LiteLLM logs every call at INFO: noise per request, and CPU on the hot path.
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 litellm.drop_params = True
 # LiteLLM's bundled Anthropic beta-header table, not a blocking GitHub fetch on the first Claude call.
 os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
