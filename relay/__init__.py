@@ -2,9 +2,6 @@
 
 import os
 
-# LiteLLM reads these when it is first imported, so they are set before any relay module imports it.
-# Its bundled Anthropic beta-header table, rather than a blocking GitHub fetch on the first Claude call:
-os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
-# A client that leaves a Claude stream stops the upstream stream; by default LiteLLM keeps draining it
-# in the background (the provider keeps generating and billing the pool key for output nobody reads).
-os.environ.setdefault("ANTHROPIC_MESSAGES_MAX_DETACHED_STREAM_DRAINS", "0")
+# The relay prices from its own catalog; LiteLLM must not fetch its cost map over the network at
+# import (it would stall start-up where the internet is unreachable).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -41,7 +41,7 @@ class SSEEvent:
 
 
 def parse_event(frame: bytes) -> SSEEvent | None:
-    """One SSE frame (no trailing blank line) → event; None for comments and empty frames."""
+    """One SSE frame (no trailing blank line) → event; None for comments, empty or broken frames."""
     name = ""
     data: list[bytes] = []
     for line in frame.split(b"\n"):
@@ -54,9 +54,9 @@ def parse_event(frame: bytes) -> SSEEvent | None:
     try:
         payload = orjson.loads(b"\n".join(data))
     except orjson.JSONDecodeError:
-        payload = {}
+        return None  # e.g. the cut-off tail of a dropped stream: nothing a client could read
     if not isinstance(payload, dict):
-        payload = {}
+        return None
     return SSEEvent(name or str(payload.get("type", "")), payload, frame + b"\n\n")
 
 
@@ -78,28 +78,30 @@ def stream_error(event: SSEEvent, provider: str, model: str) -> Exception:
                             llm_provider=provider, model=model)
 
 
-async def anthropic_events(stream: Any, provider: str, model: str) -> AsyncIterator[SSEEvent]:
+async def _frames(stream: Any) -> AsyncIterator[bytes]:
+    """Complete SSE frames (without their blank line) from chunks that split or join them."""
     buffer = b""
+    async for chunk in stream:
+        # \r\n is normalised on the joined buffer, so a pair split across chunks is caught too.
+        buffer = (buffer + _as_bytes(chunk)).replace(b"\r\n", b"\n")
+        *complete, buffer = buffer.split(b"\n\n")
+        for frame in complete:
+            yield frame
+    if buffer.strip():
+        yield buffer.strip(b"\n")  # a last event without its blank line
+
+
+async def anthropic_events(stream: Any, provider: str, model: str) -> AsyncIterator[SSEEvent]:
     stopped = False
     try:
-        async for chunk in stream:
-            # \r\n is normalised on the joined buffer, so a pair split across chunks is caught too.
-            buffer = (buffer + _as_bytes(chunk)).replace(b"\r\n", b"\n")
-            while (end := buffer.find(b"\n\n")) >= 0:
-                event = parse_event(buffer[:end])
-                buffer = buffer[end + 2:]
-                if event is None:
-                    continue
-                if event.type == "error":
-                    raise stream_error(event, provider, model)
-                stopped = stopped or event.type == "message_stop"
-                yield event
-        tail = parse_event(buffer.strip(b"\n")) if buffer.strip() else None
-        if tail is not None:
-            if tail.type == "error":
-                raise stream_error(tail, provider, model)
-            stopped = stopped or tail.type == "message_stop"
-            yield tail
+        async for frame in _frames(stream):
+            event = parse_event(frame)
+            if event is None:
+                continue
+            if event.type == "error":
+                raise stream_error(event, provider, model)
+            stopped = stopped or event.type == "message_stop"
+            yield event
         if not stopped:
             raise litellm.APIConnectionError(message="the stream ended before message_stop",
                                              llm_provider=provider, model=model)

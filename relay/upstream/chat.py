@@ -11,6 +11,7 @@ from relay.errors import openai_body
 from relay.catalog import CatalogModel
 from relay.tokens import count_text
 from relay.upstream.base import Target
+from relay.upstream.params import passthrough
 from relay.upstream.sse import DONE, data_event
 from relay.usage import Usage, from_openai
 
@@ -62,7 +63,7 @@ class ChatAdapter:
     operation = "chat"
 
     async def send(self, call: Call, target: Target) -> Any:
-        params = {k: v for k, v in call.body.items() if k not in _OWN_FIELDS}
+        params = passthrough(call.body, _OWN_FIELDS)
         if call.stream:
             # Always ask for usage upstream: billing needs it even when the client did not.
             params["stream"] = True

@@ -14,6 +14,7 @@ import litellm
 from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.upstream.base import Target
+from relay.upstream.params import passthrough
 from relay.upstream.wire import plain
 from relay.usage import Usage, from_openai
 
@@ -24,7 +25,7 @@ class EmbeddingsAdapter:
     operation = "embeddings"
 
     async def send(self, call: Call, target: Target) -> Any:
-        params = {k: v for k, v in call.body.items() if k not in _OWN_FIELDS}
+        params = passthrough(call.body, _OWN_FIELDS)
         return await litellm.aembedding(
             model=target.litellm_model,
             input=call.body["input"],

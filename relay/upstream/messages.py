@@ -7,21 +7,24 @@ from typing import Any, Mapping
 
 import litellm
 
-# LiteLLM imports ~600 modules (its proxy's pass-through logging) lazily on the first Claude stream,
-# stalling that request for seconds; importing them here moves the cost to start-up.
+# On the first Claude stream LiteLLM lazily imports ~500 modules (its proxy's pass-through logging)
+# and loads a tokenizer, holding the GIL for about a second while every request waits; done here,
+# that cost moves to start-up.
+import litellm.litellm_core_utils.default_encoding  # noqa: F401
 import litellm.proxy.pass_through_endpoints.streaming_handler  # noqa: F401
+
 from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.errors import RelayError, anthropic_body
 from relay.tokens import count_text
 from relay.upstream.anthropic_sse import SSEEvent, anthropic_events
 from relay.upstream.base import Target
+from relay.upstream.params import passthrough
 from relay.upstream.chat import output_estimate
 from relay.upstream.sse import named_event
 from relay.usage import Usage, from_anthropic
 
-# Fields the relay passes as LiteLLM arguments itself.
-_OWN_FIELDS = {"model", "stream"}
+_OWN_FIELDS = frozenset({"model", "stream"})
 _USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 _DELTA_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
@@ -76,7 +79,7 @@ class MessagesAdapter:
     operation = "messages"
 
     async def send(self, call: Call, target: Target) -> Any:
-        params = {k: v for k, v in call.body.items() if k not in _OWN_FIELDS}
+        params = passthrough(call.body, _OWN_FIELDS)
         if is_native(target) and call.forward_headers:
             params["extra_headers"] = call.forward_headers  # anthropic-version / -beta mean nothing to OpenAI
         result = await litellm.anthropic_messages(

@@ -166,3 +166,20 @@ def test_health_and_readiness(relay) -> None:
     ready = httpx.get(relay.url + "/readyz")
     assert ready.status_code == 200
     assert ready.json()["database"] == "ok"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", CHAT),
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "hello"}),
+])
+def test_body_cannot_steer_litellm(relay, account, emulator, path, body) -> None:
+    """LiteLLM's own controls in a client's body (a base URL, a mock answer, a key) are ignored:
+    the call still goes to the configured provider with a pool key."""
+    hostile = {**body, "api_base": "http://127.0.0.1:9/v1", "base_url": "http://127.0.0.1:9/v1",
+               "api_key": "sk-attacker", "mock_response": "faked", "_internal": 1}
+    response = post(relay, account.key, hostile, path)
+    assert response.status_code == 200, response.text
+    assert "faked" not in response.text
+    sent = [r for r in emulator.requests if r.path == path]
+    assert len(sent) == 1 and sent[0].api_key in POOL_KEYS["openai"]
+    assert not {"api_base", "base_url", "api_key", "mock_response", "_internal"} & set(sent[0].json)

@@ -10,7 +10,7 @@ import anthropic
 import httpx
 import pytest
 
-from relay import ledger
+from relay import accounts, ledger
 from relay.pricing import cost_nanos
 from relay.tokens import count_messages_prompt
 from relay.usage import from_anthropic
@@ -135,6 +135,17 @@ def test_claude_body_passes_through_unchanged(anthropic_client, emulator) -> Non
     assert sent.headers["anthropic-version"] == "2023-06-01"
 
 
+@pytest.mark.parametrize("model", [CLAUDE, GPT])
+def test_litellm_controls_in_the_body_are_not_obeyed(anthropic_client, emulator, model) -> None:
+    reply = anthropic_client.messages.create(
+        model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}],
+        extra_body={"mock_response": "free lunch", "api_key": "sk-other", "ssl_verify": False},
+    )
+    assert reply.content[0].text.startswith("Hello from the emulator")  # a real upstream answer
+    (sent,) = sent_to_provider(emulator, UPSTREAM_PATH[model])
+    assert sent.api_key != "sk-other" and "mock_response" not in sent.json
+
+
 def test_anthropic_beta_not_sent_to_openai(anthropic_client, emulator) -> None:
     anthropic_client.messages.create(
         model=GPT, max_tokens=64, messages=[{"role": "user", "content": "hi"}],
@@ -169,12 +180,17 @@ def test_cache_usage_matches_provider_and_is_billed(relay, emulator, account, an
         assert wait_for_balance(relay, account.id, before) == before  # sell price × reported usage
 
 
-def test_gpt_usage_is_billed(relay, account, anthropic_client) -> None:
+def test_gpt_usage_matches_provider_and_is_billed(relay, account, anthropic_client, emulator) -> None:
     before = ledger.account_balance(relay.state.engine, account.id).balance_nanos
     with anthropic_client.messages.stream(
         model=GPT, max_tokens=128, messages=[{"role": "user", "content": "hello"}],
     ) as live:
         final = live.get_final_message()
+    (sent,) = sent_to_provider(emulator, "/v1/responses")  # replayed as is: what did OpenAI report?
+    reported = httpx.post(emulator.url + "/v1/responses", json={**sent.json, "stream": False},
+                          headers={"Authorization": "Bearer sk-direct"}).json()["usage"]
+    assert final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0) == reported["input_tokens"]
+    assert final.usage.output_tokens == reported["output_tokens"]
     charge = cost_nanos(relay.state.catalog.get(GPT).sell, from_anthropic(final.usage))
     assert charge > 0
     assert wait_for_balance(relay, account.id, before - charge) == before - charge
@@ -183,14 +199,14 @@ def test_gpt_usage_is_billed(relay, account, anthropic_client) -> None:
 def test_count_tokens_claude_is_native_and_free(relay, account, anthropic_client, emulator) -> None:
     kwargs = dict(model=CLAUDE, system="Be brief.", tools=[WEATHER_TOOL],
                   messages=[{"role": "user", "content": "How many tokens is this?"}])
+    before = ledger.account_balance(relay.state.engine, account.id)
     counted = anthropic_client.messages.count_tokens(**kwargs)
     (sent,) = sent_to_provider(emulator, "/v1/messages/count_tokens")
     assert sent.api_key in POOL_KEYS["anthropic"] and sent.json["system"] == "Be brief."
     direct = anthropic.Anthropic(base_url=emulator.url, api_key="sk-ant-direct", max_retries=0)
     assert counted.input_tokens == direct.messages.count_tokens(**kwargs).input_tokens > 0
     time.sleep(0.2)  # settlement would have run by now
-    balance = ledger.account_balance(relay.state.engine, account.id)
-    assert balance.held_nanos == 0 and balance.balance_nanos == 10 * 10**9  # never billed
+    assert ledger.account_balance(relay.state.engine, account.id) == before  # never held nor billed
 
 
 def test_count_tokens_gpt_uses_tiktoken(anthropic_client, emulator) -> None:
@@ -255,11 +271,15 @@ def test_unknown_model_and_insufficient_balance(relay, make_account) -> None:
     assert caught.value.status_code == 402 and caught.value.body["error"]["type"] == "billing_error"
 
 
-def test_rate_limit_headers(anthropic_client) -> None:
+def test_rate_limited_is_rate_limit_error(relay, account, anthropic_client) -> None:
+    accounts.update_account(relay.state.engine, account.name, rpm_limit=1)
     raw = anthropic_client.messages.with_raw_response.create(
         model=CLAUDE, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
-    for name in ("requests-limit", "requests-remaining", "tokens-limit", "tokens-remaining"):
-        assert raw.headers[f"anthropic-ratelimit-{name}"].isdigit()
+    assert raw.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        anthropic_client.messages.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert caught.value.response.headers["Retry-After"].isdigit()
 
 
 @pytest.mark.parametrize("model", [CLAUDE, GPT])
