@@ -36,6 +36,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     upgrade(settings.database_url)
     if settings.env == "dev":
         seed_dev_account(settings)
+    if args.workers > 1 and not settings.redis_url:
+        print(f"relay: warning: {args.workers} workers without RELAY_REDIS_URL each keep their own rate "
+              "limits, so an account may get up to that many times its limit", file=sys.stderr)
     uvicorn.run(
         "relay.app:create_app", factory=True,
         host=args.host or settings.host, port=args.port or settings.port,
