@@ -122,8 +122,10 @@ async def reject(credential: Credential, status: int | None, provider: str, stor
     log.warning("upstream rejected credential id=%s source=%s: HTTP %s", credential.id, credential.source, status)
 
 
-def upstream_error(exc: BaseException, credential: Credential, model: CatalogModel) -> RelayError:
-    """An upstream failure as the answer the client gets: the right status, no secrets."""
+def upstream_error(exc: BaseException, credential: Credential, model: CatalogModel,
+                   mid_stream: bool = False) -> RelayError:
+    """An upstream failure as the answer the client gets: the right status, no secrets.
+    `mid_stream`: output was already relayed (and is what gets charged)."""
     status = _status(exc)
     provider = model.provider
     whose = "your BYOK" if credential.source == "byok" else "the relay's"
@@ -145,7 +147,8 @@ def upstream_error(exc: BaseException, credential: Credential, model: CatalogMod
                           "upstream_bad_request")
     log.warning("upstream failure provider=%s status=%s type=%s", provider, status, type(exc).__name__)
     code = f" (HTTP {status})" if status else ""
-    return RelayError(502, f"The upstream provider ({provider}) failed{code}; nothing was charged. Retry later.",
+    charged = "only the output already sent is charged" if mid_stream else "nothing was charged"
+    return RelayError(502, f"The upstream provider ({provider}) failed{code}; {charged}. Retry later.",
                       "upstream_error")
 
 

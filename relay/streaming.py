@@ -50,7 +50,8 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
         except (asyncio.CancelledError, GeneratorExit):
             raise  # the client left: status stays "cancelled"
         except Exception as exc:  # noqa: BLE001 - reported in-band: headers are already sent
-            error = exc if isinstance(exc, RelayError) else upstream_error(exc, dispatched.credential, model)
+            error = exc if isinstance(exc, RelayError) else upstream_error(
+                exc, dispatched.credential, model, mid_stream=True)
             status, http_status, error_code = "error", error.status, error.code
             log.warning("stream failed after start: %s", type(exc).__name__)
             yield adapter.error_event(call, error)

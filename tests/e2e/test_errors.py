@@ -142,6 +142,7 @@ def test_stream_that_fails_midway_ends_with_an_error_event(relay, account, emula
     assert events and events[-1] != "[DONE]"
     last = json.loads(events[-1])
     assert last["error"]["code"] in ("upstream_error", "upstream_timeout")
+    assert "only the output already sent is charged" in last["error"]["message"]
     for key in POOL_KEYS["openai"]:
         assert key not in "".join(events)
 
