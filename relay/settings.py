@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     # dev mode generates a secret key into .relay-secret; production must set RELAY_SECRET_KEY.
     env: str = "dev"
 
+    # May callers point BYOK credentials at loopback/private/link-local hosts? Default: only in dev
+    # (the bundled emulator listens on 127.0.0.1); never in production unless set explicitly.
+    allow_internal_base_urls_setting: bool | None = Field(default=None, validation_alias="RELAY_ALLOW_INTERNAL_BASE_URLS")
+
     max_body_bytes: int = 2 * 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
     upstream_timeout_s: float = 600.0
@@ -61,6 +65,12 @@ class Settings(BaseSettings):
         DEV_SECRET_FILE.write_text(key + "\n")
         DEV_SECRET_FILE.chmod(0o600)
         return key
+
+    @property
+    def allow_internal_base_urls(self) -> bool:
+        if self.allow_internal_base_urls_setting is not None:
+            return self.allow_internal_base_urls_setting
+        return self.env == "dev"
 
     @property
     def old_secret_keys(self) -> list[str]:

@@ -20,6 +20,7 @@ from relay.credentials import public_view
 from relay.db.models import ProviderCredential
 from relay.errors import RelayError, bad_request
 from relay.jsonresponse import JSONBody
+from relay.netguard import internal_target
 from relay.routes.authenticated import authenticated
 from relay.schemas.body import read_json, validate
 from relay.schemas.byok import CredentialIn
@@ -54,6 +55,11 @@ async def list_credentials(request: Request, state: RelayState, caller: Caller) 
 
 async def add_credential(request: Request, state: RelayState, caller: Caller) -> Response:
     body = validate(CredentialIn, await read_json(request, state.settings.max_body_bytes))
+    if body.base_url and not state.settings.allow_internal_base_urls:
+        reason = await anyio.to_thread.run_sync(internal_target, body.base_url)  # DNS may block
+        if reason:
+            raise bad_request(f"base_url is not allowed: {reason}. Use the provider's public endpoint.",
+                              "base_url", "base_url_not_allowed")
     record = await anyio.to_thread.run_sync(
         lambda: state.credentials.add(body.provider, body.api_key, account_id=caller.account_id,
                                       base_url=body.base_url, label=body.label)

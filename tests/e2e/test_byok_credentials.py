@@ -127,3 +127,18 @@ def test_keys_never_reach_the_logs(relay, emulator, account, caplog) -> None:
     assert response.status_code == 502 and key not in response.text
     assert "rejected" in caplog.text  # the failure was logged, by credential id
     assert key not in caplog.text
+
+
+@pytest.mark.parametrize("base_url", [
+    "http://127.0.0.1:8080/v1", "http://localhost/v1", "http://169.254.169.254/latest", "http://10.1.2.3/v1",
+    "http://[::1]:9000/v1", "http://192.168.0.10/v1", "http://name-that-does-not-resolve.invalid/v1",
+])
+def test_internal_base_urls_are_refused_outside_dev(relay, account, monkeypatch, base_url) -> None:
+    monkeypatch.setattr(relay.state.settings, "allow_internal_base_urls_setting", False)
+    response = httpx.post(relay.url + "/byok/credentials", headers={"Authorization": f"Bearer {account.key}"},
+                          json={"provider": "openai", "api_key": "sk-mine-1234567890", "base_url": base_url})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "base_url_not_allowed" and error["param"] == "base_url"
+    listed = httpx.get(relay.url + "/byok/credentials", headers={"Authorization": f"Bearer {account.key}"})
+    assert listed.json()["data"] == []  # nothing was stored
