@@ -76,15 +76,14 @@ class Billing:
 
     async def settle(self, caller: Caller, request_id: str, held: bool, charge: Charge,
                      record: UsageRecord) -> None:
-        """Charge once, release the hold, write the usage record."""
+        """Charge once, release the hold and write the usage record, in one transaction."""
 
         def work() -> None:
             if held:
-                ledger.settle(self.engine, request_id, charge.cost_nanos)
+                ledger.settle(self.engine, request_id, charge.cost_nanos, also=[record])
             else:
-                ledger.charge_without_hold(self.engine, caller.account_id, request_id, charge.cost_nanos)
-            with session_scope(self.engine) as session:
-                session.add(record)
+                ledger.charge_without_hold(self.engine, caller.account_id, request_id, charge.cost_nanos,
+                                           also=[record])
 
         await anyio.to_thread.run_sync(work)
 

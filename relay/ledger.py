@@ -47,11 +47,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Optional, cast
+from typing import Any, Optional, Sequence, cast
 
 from sqlalchemy import Engine, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from relay.db.engine import session_scope
 from relay.db.models import Account, Hold, LedgerEntry, utcnow
@@ -179,18 +179,24 @@ def adjust(
 
 
 def charge_without_hold(
-    engine: Engine, account_id: int, request_id: str, charge_nanos: int, kind: str = "charge"
+    engine: Engine, account_id: int, request_id: str, charge_nanos: int, kind: str = "charge",
+    also: Sequence[SQLModel] = (),
 ) -> bool:
     """Charge a request that had no hold (BYOK platform fee). At most once per (kind, request_id);
-    returns False for a zero charge (no entry is written) or a repeat."""
+    returns False for a zero charge (no entry is written) or a repeat. `also` as for settle: written
+    with the charge (or alone, for a zero charge), never with a repeat."""
     if charge_nanos < 0:
         raise ValueError(f"charge must not be negative, got {charge_nanos} nanos")
     if kind in HOLD_KINDS or kind in ("topup", "adjustment"):
         raise ValueError(f"{kind!r} is not a charge kind")
     if charge_nanos == 0:
+        if also:
+            with session_scope(engine) as session:
+                session.add_all(also)
         return False
     result = _post(
-        engine, account_id, kind, -charge_nanos, key=f"{kind}:{request_id}", request_id=request_id
+        engine, account_id, kind, -charge_nanos, key=f"{kind}:{request_id}", request_id=request_id,
+        also=also,
     )
     return not result.replayed
 
@@ -204,6 +210,7 @@ def _post(
     key: Optional[str],
     note: Optional[str] = None,
     request_id: Optional[str] = None,
+    also: Sequence[SQLModel] = (),
 ) -> TopupResult:
     """Append one balance entry and move balance_nanos by it, at most once per `key`."""
     try:
@@ -231,6 +238,7 @@ def _post(
                 )
                 .returning(_entries.c.id)
             ).scalar_one()
+            session.add_all(also)
             return TopupResult(entry_id, account_id, amount_nanos, balance)
     except IntegrityError:
         # A concurrent retry with the same key committed between our check and our insert (on
@@ -331,12 +339,15 @@ def _reserve(session: Session, account_id: int, amount_nanos: int) -> bool:
 
 
 def settle(
-    engine: Engine, request_id: str, charge_nanos: int, now: Optional[datetime] = None
+    engine: Engine, request_id: str, charge_nanos: int, now: Optional[datetime] = None,
+    also: Sequence[SQLModel] = (),
 ) -> SettleResult:
     """Close the request's hold and charge its actual cost, exactly once however often it's called.
 
     The charge may exceed the hold (see the negative-balance bound above). If the hold already
     expired, the usage is still charged once: the work happened. After `release` it is a no-op.
+    `also`: rows (the usage record) written in the same transaction as the charge, so a request
+    is never charged without its record or recorded without its charge.
     Raises HoldNotFound if the request never had a hold."""
     if charge_nanos < 0:
         raise ValueError(f"charge must not be negative, got {charge_nanos} nanos")
@@ -363,6 +374,7 @@ def settle(
                     ]
                 )
             )
+            session.add_all(also)
             return SettleResult(request_id, account_id, charge_nanos, held, False, "open")
 
         # Not open: lock the hold so concurrent settlers of an expired hold take turns.
@@ -388,6 +400,7 @@ def settle(
                 _entry(hold.account_id, "charge", -charge_nanos, request_id, now, key=charge_key)
             )
         )
+        session.add_all(also)
         return SettleResult(request_id, hold.account_id, charge_nanos, 0, False, "expired")
 
 

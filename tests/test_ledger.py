@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from relay.db.engine import make_engine
 from relay.db.migrate import upgrade
-from relay.db.models import Account, Hold, LedgerEntry
+from relay.db.models import Account, Hold, LedgerEntry, UsageRecord
 from relay.ledger import (
     AccountNotFound,
     BalanceView,
@@ -456,3 +456,21 @@ def test_200_cycles_from_threads_and_two_processes(db: tuple[str, Engine], new_a
     assert -int(charge_total) == charged
     assert open_holds == 0
     assert check_invariant(engine, acct, now=datetime.now(timezone.utc)) == []
+
+
+def test_settle_writes_the_usage_record_with_the_charge_once(engine: Engine, new_account) -> None:
+    account_id = new_account(USD)
+    request_id, fee_request = rid(), rid()
+    place_hold(engine, account_id, request_id, 1_000, ttl_s=60)
+
+    def record(record_id: str, source: str, cost: int = 0) -> UsageRecord:
+        return UsageRecord(id=record_id, account_id=account_id, route="chat", model="m", provider="openai",
+                           source=source, status="ok", cost_nanos=cost)
+
+    settle(engine, request_id, 700, also=[record(request_id, "pool", 700)])
+    assert settle(engine, request_id, 700, also=[record(request_id, "pool", 700)]).already_settled
+    charge_without_hold(engine, account_id, fee_request, 0, also=[record(fee_request, "byok")])
+    with Session(engine) as session:
+        assert session.get(UsageRecord, request_id).cost_nanos == 700
+        assert session.get(UsageRecord, fee_request).source == "byok"  # recorded even without a fee
+    assert check_invariant(engine, account_id) == []
