@@ -21,6 +21,12 @@ class Target:
     api_base: str
     timeout: float
 
+    def litellm_args(self) -> dict[str, Any]:
+        """The arguments every LiteLLM call takes from the target. Retries are off: dispatch
+        retries, on the next key."""
+        return {"model": self.litellm_model, "api_key": self.credential.api_key, "api_base": self.api_base,
+                "timeout": self.timeout, "num_retries": 0, "max_retries": 0}
+
 
 def target_for(model: CatalogModel, credential: Credential, default_base: str, timeout: float) -> Target:
     return Target(f"{model.provider}/{model.upstream}", credential, credential.base_url or default_base, timeout)

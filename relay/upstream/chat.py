@@ -69,13 +69,8 @@ class ChatAdapter:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
         return await litellm.acompletion(
-            model=target.litellm_model,
+            **target.litellm_args(),
             messages=call.body["messages"],
-            api_key=target.credential.api_key,
-            api_base=target.api_base,
-            timeout=target.timeout,
-            num_retries=0,
-            max_retries=0,
             drop_params=True,
             **params,
         )

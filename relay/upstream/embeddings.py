@@ -26,15 +26,7 @@ class EmbeddingsAdapter:
 
     async def send(self, call: Call, target: Target) -> Any:
         params = passthrough(call.body, _OWN_FIELDS)
-        return await litellm.aembedding(
-            model=target.litellm_model,
-            input=call.body["input"],
-            api_key=target.credential.api_key,
-            api_base=target.api_base,
-            timeout=target.timeout,
-            max_retries=0,  # dispatch retries, on the next pool key
-            **params,
-        )
+        return await litellm.aembedding(**target.litellm_args(), input=call.body["input"], **params)
 
     def estimate(self, call: Call, model: CatalogModel) -> Usage:
         return Usage(input_tokens=call.prompt_tokens)  # embeddings produce no output tokens

@@ -68,13 +68,7 @@ class ImageGenerationAdapter(_ImagesAdapter):
         # gpt-image models would silently drop response_format (and any newer parameter).
         extra = {k: v for k, v in call.body.items() if k not in _OWN_FIELDS}
         return await litellm.aimage_generation(
-            model=target.litellm_model,
-            prompt=call.body["prompt"],
-            api_key=target.credential.api_key,
-            api_base=target.api_base,
-            timeout=target.timeout,
-            max_retries=0,  # dispatch retries, on the next pool key
-            extra_body=extra,
+            **target.litellm_args(), prompt=call.body["prompt"], extra_body=extra
         )
 
 

@@ -82,16 +82,7 @@ class MessagesAdapter:
         params = passthrough(call.body, _OWN_FIELDS)
         if is_native(target) and call.forward_headers:
             params["extra_headers"] = call.forward_headers  # anthropic-version / -beta mean nothing to OpenAI
-        result = await litellm.anthropic_messages(
-            model=target.litellm_model,
-            api_key=target.credential.api_key,
-            api_base=target.api_base,
-            timeout=target.timeout,
-            stream=call.stream,
-            num_retries=0,
-            max_retries=0,
-            **params,
-        )
+        result = await litellm.anthropic_messages(**target.litellm_args(), stream=call.stream, **params)
         if call.stream:
             provider, _, upstream = target.litellm_model.partition("/")
             return anthropic_events(result, provider, upstream)
