@@ -17,8 +17,8 @@ import httpx
 from relay.credentials import Credential, CredentialStore
 from relay.crypto import InvalidToken
 from relay.db.models import ProviderCredential
+from relay.upstream import http
 
-ANTHROPIC_VERSION = "2023-06-01"
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def _request(credential: Credential, default_base: str) -> tuple[str, dict[str, 
     """The model-list URL and auth headers, built the way LiteLLM builds its calls to that base."""
     base = (credential.base_url or default_base).rstrip("/")
     if credential.provider == "anthropic":
-        return base + "/v1/models", {"x-api-key": credential.api_key, "anthropic-version": ANTHROPIC_VERSION}
+        return base + "/v1/models", {"x-api-key": credential.api_key, "anthropic-version": http.ANTHROPIC_VERSION}
     return base + "/models", {"Authorization": f"Bearer {credential.api_key}"}
 
 
@@ -42,8 +42,7 @@ async def probe(credential: Credential, default_base: str, timeout: float) -> Ve
     url, headers = _request(credential, default_base)
     provider = credential.provider
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            response = await client.get(url, headers=headers)
+        response = await http.client().get(url, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         # The exception's text names the URL at most (never the headers), but keep it to its type.
         return Verification("unverified", f"{provider} could not be reached ({type(exc).__name__})")

@@ -1,4 +1,5 @@
-"""Direct HTTP to an OpenAI-wire upstream, for requests LiteLLM cannot forward faithfully.
+"""Direct HTTP to a provider, for requests LiteLLM cannot forward faithfully (image edits,
+Anthropic token counting) and for credential checks: one pooled client per event loop.
 
 LiteLLM 1.110's image edit renames every image part to `image[]`, replaces filenames with
 `image.png`/`mask.png`, rejects (filename, bytes, type) tuples, and has no JSON form (image URLs,
@@ -16,6 +17,9 @@ import httpx
 import litellm
 
 from relay.upstream.base import Target
+
+# The Messages API version the relay's own direct calls to Anthropic speak.
+ANTHROPIC_VERSION = "2023-06-01"
 
 # One pooled client per event loop (a client must not outlive or cross its loop).
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
@@ -44,9 +48,13 @@ def upstream_model(target: Target) -> str:
 
 
 async def post(target: Target, path: str, **content: Any) -> dict:
-    """POST `content` (httpx's json=, or data= and files=) to the target; the JSON answer."""
-    url = target.api_base.rstrip("/") + path
+    """POST `content` (httpx's json=, or data= and files=) to an OpenAI-wire target's `path`."""
     headers = {"Authorization": f"Bearer {target.credential.api_key}"}
+    return await post_to(target.api_base.rstrip("/") + path, headers, target, **content)
+
+
+async def post_to(url: str, headers: dict[str, str], target: Target, **content: Any) -> dict:
+    """POST to `url` with the target's timeout; the JSON answer, or dispatch's exception types."""
     model, provider = upstream_model(target), target.litellm_model.split("/", 1)[0]
     try:
         response = await client().post(url, headers=headers, timeout=target.timeout, **content)
