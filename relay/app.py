@@ -26,6 +26,7 @@ from relay.routes import admin, byok, docs, health, models, usage
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
 from relay.settings import Settings
 from relay.state import RelayState
+from relay.upstream import client as upstream_client
 from relay.upstream.registry import ADAPTERS
 
 log = logging.getLogger("relay")
@@ -77,6 +78,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         sweeper.cancel()
         await relay.drain()  # settle what is in flight before the process goes
         await relay.limiter.close()
+        await upstream_client.close()
 
     def api(source: str) -> list:
         """The same routes under /v1 (pool) and /byok/v1 (BYOK): only the credential source differs."""

@@ -9,40 +9,37 @@ failing and dropped for the rest of the request, and the next one is tried at on
 from __future__ import annotations
 
 import logging
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
-import litellm
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.credentials import Credential, CredentialStore
 from relay.errors import RelayError
-from relay.upstream.base import target_for
+from relay.upstream.base import Target, target_for
+from relay.upstream.errors import is_connection_failure, is_timeout, retry_after_of
 
 log = logging.getLogger("relay.dispatch")
-litellm.suppress_debug_info = True
-# LiteLLM logs every call at INFO: noise per request, and CPU on the hot path.
-for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-litellm.drop_params = True
-# LiteLLM's bundled Anthropic beta-header table, not a blocking GitHub fetch on the first Claude call.
-os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
 
 _TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 _REJECTED = {401, 403}  # the key itself is refused: another key may work
 _END = object()
+# A provider's Retry-After is honoured between attempts up to this long; longer, the client decides.
+MAX_RETRY_AFTER_S = 5.0
+_backoff = wait_exponential_jitter(initial=0.05, max=2.0)
 
 
 @dataclass
 class Dispatched:
-    result: Any  # a complete answer, or the stream's async iterator
+    result: Any  # a complete answer (client.Reply), or the stream's async iterator
     first: Any  # a stream's first item (already received), _END for an empty stream, None otherwise
     credential: Credential
+    target: Target
+    headers: dict[str, str] = field(default_factory=dict)  # provider headers passed on to the client
 
 
 def _status(exc: BaseException) -> int | None:
@@ -51,11 +48,20 @@ def _status(exc: BaseException) -> int | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, litellm.Timeout):
+    if is_timeout(exc):
         return False  # a timed-out call already used the whole budget; retrying doubles the wait
-    if isinstance(exc, litellm.APIConnectionError):
+    if is_connection_failure(exc):
         return True
+    if (retry_after_of(exc) or 0) > MAX_RETRY_AFTER_S:
+        return False  # the provider asks for a longer pause than a request should wait: say so
     return _status(exc) in _TRANSIENT_STATUS
+
+
+def _wait(state: RetryCallState) -> float:
+    """The provider's Retry-After when it gave one, else exponential backoff with jitter."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    asked = retry_after_of(failure) if failure is not None else None
+    return min(asked, MAX_RETRY_AFTER_S) if asked is not None else _backoff(state)
 
 
 async def dispatch(
@@ -95,7 +101,7 @@ async def _attempts(adapter: Any, call: Call, model: CatalogModel, credentials: 
     """Transient failures retried with backoff, rotating through `credentials`."""
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential_jitter(initial=0.05, max=2.0),
+        wait=_wait,
         retry=retry_if_exception(is_transient),
         reraise=True,
     )
@@ -105,12 +111,17 @@ async def _attempts(adapter: Any, call: Call, model: CatalogModel, credentials: 
             tried.append(credential)
             target = target_for(model, credential, default_base, timeout)
             result = await adapter.send(call, target)
+            headers = getattr(result, "headers", {})
             first = None
             if call.stream:
                 iterator = result.__aiter__()
-                first = await anext(iterator, _END)
+                try:
+                    first = await anext(iterator, _END)
+                except BaseException:
+                    await iterator.aclose()  # the connection goes now, not when the generator is collected
+                    raise
                 result = iterator
-            return Dispatched(result, first, credential)
+            return Dispatched(result, first, credential, target, headers)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -129,7 +140,7 @@ def upstream_error(exc: BaseException, credential: Credential, model: CatalogMod
     status = _status(exc)
     provider = model.provider
     whose = "your BYOK" if credential.source == "byok" else "the relay's"
-    if isinstance(exc, litellm.Timeout) or status in (408, 504):
+    if is_timeout(exc) or status in (408, 504):
         return RelayError(504, f"The upstream provider ({provider}) did not answer in time.", "upstream_timeout")
     if status in _REJECTED:
         return RelayError(
@@ -139,8 +150,9 @@ def upstream_error(exc: BaseException, credential: Credential, model: CatalogMod
             "upstream_auth_failed",
         )
     if status == 429:
+        wait = retry_after_of(exc)
         return RelayError(429, f"The upstream provider ({provider}) is rate limiting; retry shortly.",
-                          "upstream_rate_limited", headers={"Retry-After": "1"})
+                          "upstream_rate_limited", headers={"Retry-After": str(max(1, round(wait or 1)))})
     if status in (400, 404, 413, 422):
         detail = scrub(_message(exc), credential.api_key)
         return RelayError(400, f"The upstream provider ({provider}) rejected the request: {detail}",

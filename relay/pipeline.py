@@ -160,6 +160,7 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
         state.spawn(_abandon(state, ex, call, model, source, op, "cancelled", 499, "client_closed_request"))
         raise
 
+    ex.headers.update(dispatched.headers)
     if call.stream:
         settle = lambda usage, outcome: _settle(state, ex, call, model, source, usage, outcome)  # noqa: E731
         return relay_stream(state, ex, call, model, adapter, dispatched, settle, op, source)

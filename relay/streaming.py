@@ -26,27 +26,26 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispatched: Any,
                  settle: Callable[[Usage, Outcome], Awaitable[None]], op: Any, source: str) -> StreamingResponse:
+    reader = adapter.reader(call, dispatched.target)
+
     async def body() -> AsyncIterator[bytes]:
-        acc = adapter.accumulator()
         status, http_status, error_code, ttft_ms = "cancelled", 200, None, None
-        last = None
         try:
             item = dispatched.first
             if item is not _END:
                 ttft_ms = ex.elapsed_ms()
-                acc.feed(item)
-                last = item
-                yield adapter.encode(call, item)
+                chunk = reader.feed(item)
+                if chunk:
+                    yield chunk
                 async for item in dispatched.result:
-                    acc.feed(item)
-                    last = item
-                    chunk = adapter.encode(call, item)
+                    chunk = reader.feed(item)
                     if chunk:
                         yield chunk
-            usage = final_usage(acc, call)
+            usage = final_usage(reader, call)
             charge = price(model, usage, ex.caller, source)
+            trailer = reader.trailer(usage, usd_float(charge.cost_nanos))
             status = "ok"
-            yield adapter.trailer(call, last, usage, usd_float(charge.cost_nanos))
+            yield trailer
         except (asyncio.CancelledError, GeneratorExit):
             raise  # the client left: status stays "cancelled"
         except Exception as exc:  # noqa: BLE001 - reported in-band: headers are already sent
@@ -54,9 +53,9 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
                 exc, dispatched.credential, model, mid_stream=True)
             status, http_status, error_code = "error", error.status, error.code
             log.warning("stream failed after start: %s", type(exc).__name__)
-            yield adapter.error_event(call, error)
+            yield reader.error_event(error)
         finally:
-            usage = final_usage(acc, call)
+            usage = final_usage(reader, call)
             outcome = Outcome(route=op.name, status=status, http_status=http_status,
                               latency_ms=ex.elapsed_ms(), ttft_ms=ttft_ms, error=error_code)
             # Spawned, not awaited: under cancellation an await here would be cancelled too.

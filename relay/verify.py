@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import asyncio
+
+import aiohttp
 import anyio.to_thread
-import httpx
 
 from relay.credentials import Credential, CredentialStore
 from relay.crypto import InvalidToken
 from relay.db.models import ProviderCredential
-from relay.upstream import http
-
+from relay.upstream import client
+from relay.upstream.wire import ANTHROPIC_VERSION
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ def _request(credential: Credential, default_base: str) -> tuple[str, dict[str, 
     """The model-list URL and auth headers, built the way LiteLLM builds its calls to that base."""
     base = (credential.base_url or default_base).rstrip("/")
     if credential.provider == "anthropic":
-        return base + "/v1/models", {"x-api-key": credential.api_key, "anthropic-version": http.ANTHROPIC_VERSION}
+        return base + "/v1/models", {"x-api-key": credential.api_key, "anthropic-version": ANTHROPIC_VERSION}
     return base + "/models", {"Authorization": f"Bearer {credential.api_key}"}
 
 
@@ -42,15 +44,15 @@ async def probe(credential: Credential, default_base: str, timeout: float) -> Ve
     url, headers = _request(credential, default_base)
     provider = credential.provider
     try:
-        response = await http.client().get(url, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
+        status = await client.get_status(url, headers, timeout)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         # The exception's text names the URL at most (never the headers), but keep it to its type.
         return Verification("unverified", f"{provider} could not be reached ({type(exc).__name__})")
-    if response.status_code in (401, 403):
-        return Verification("rejected", f"{provider} rejected the credential (HTTP {response.status_code})")
-    if response.is_success:
+    if status in (401, 403):
+        return Verification("rejected", f"{provider} rejected the credential (HTTP {status})")
+    if 200 <= status < 300:
         return Verification("ok", f"{provider} accepted the credential")
-    return Verification("unverified", f"{provider} answered HTTP {response.status_code} to a model list request")
+    return Verification("unverified", f"{provider} answered HTTP {status} to a model list request")
 
 
 async def verify(store: CredentialStore, record: ProviderCredential, default_base: str,

@@ -1,7 +1,7 @@
 """Reading an Anthropic Messages SSE stream as it arrives: whole events, parsed once.
 
-LiteLLM hands a stream over as byte chunks that may hold several events (or part of one). Events
-are yielded one by one with their original bytes, so they can be relayed unchanged. An in-band
+Chunks may hold several events (or part of one). Events are yielded one by one with their
+original bytes, so they can be relayed unchanged. An in-band
 `error` event, or a stream that ends before `message_stop`, becomes an exception, so dispatch (before
 the first event) and the stream relay (after it) treat it like any other upstream failure.
 """
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
-import litellm
 import orjson
+
+from relay.tokens import count_text
+from relay.upstream.litellm_bridge import APIConnectionError, APIError
+from relay.usage import Usage, from_anthropic
 
 # Anthropic names errors by type; the status each type comes with decides retrying and mapping.
 _STATUS_OF_TYPE = {
@@ -74,8 +77,8 @@ def stream_error(event: SSEEvent, provider: str, model: str) -> Exception:
     error = event.data.get("error") or {}
     kind = error.get("type") if isinstance(error, dict) else None
     message = (error.get("message") if isinstance(error, dict) else None) or "error event in the stream"
-    return litellm.APIError(status_code=_STATUS_OF_TYPE.get(kind or "", 502), message=message,
-                            llm_provider=provider, model=model)
+    return APIError(status_code=_STATUS_OF_TYPE.get(kind or "", 502), message=message,
+                    llm_provider=provider, model=model)
 
 
 async def _frames(stream: Any) -> AsyncIterator[bytes]:
@@ -91,10 +94,12 @@ async def _frames(stream: Any) -> AsyncIterator[bytes]:
         yield buffer.strip(b"\n")  # a last event without its blank line
 
 
-async def anthropic_events(stream: Any, provider: str, model: str) -> AsyncIterator[SSEEvent]:
+async def anthropic_events(stream: Any, provider: str, model: str, framed: bool = False) -> AsyncIterator[SSEEvent]:
+    """`stream`: byte chunks cut anywhere (or decoded event dicts); `framed`: whole SSE frames
+    already (relay.upstream.client.Stream), which need no re-splitting."""
     stopped = False
     try:
-        async for frame in _frames(stream):
+        async for frame in (stream if framed else _frames(stream)):
             event = parse_event(frame)
             if event is None:
                 continue
@@ -103,10 +108,58 @@ async def anthropic_events(stream: Any, provider: str, model: str) -> AsyncItera
             stopped = stopped or event.type == "message_stop"
             yield event
         if not stopped:
-            raise litellm.APIConnectionError(message="the stream ended before message_stop",
-                                             llm_provider=provider, model=model)
+            raise APIConnectionError(message="the stream ended before message_stop",
+                                     llm_provider=provider, model=model)
     finally:
         close = getattr(stream, "aclose", None)
         if close is not None:
             with contextlib.suppress(Exception):  # closing a broken stream may fail; the first error counts
                 await close()
+
+
+USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+# Where each kind of content delta keeps its text.
+DELTA_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+
+
+class AnthropicUsage:
+    """Usage as a Messages stream passes: input and cache counts from message_start, the final
+    (cumulative) counts from message_delta. Until message_delta arrives the output is counted
+    from the text relayed so far."""
+
+    def __init__(self) -> None:
+        self._reported: dict[str, int] = {}
+        self._final = False
+        self._text: list[str] = []
+
+    def feed(self, event: SSEEvent) -> None:
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.data.get("delta") or {}
+            field = DELTA_TEXT.get(delta.get("type"))
+            if field and delta.get(field):
+                self._text.append(delta[field])
+        elif kind == "message_start":
+            self._merge((event.data.get("message") or {}).get("usage"))
+        elif kind == "message_delta":
+            self._merge(event.data.get("usage"))
+            self._final = True
+
+    def _merge(self, usage: Any) -> None:
+        # Counts are cumulative; translated streams may report input only in message_delta.
+        for key in USAGE_FIELDS:
+            value = usage.get(key) if isinstance(usage, Mapping) else None
+            if isinstance(value, int) and value > self._reported.get(key, 0):
+                self._reported[key] = value
+
+    def usage(self) -> Usage | None:
+        if not self._reported:
+            return None
+        usage = from_anthropic(self._reported)
+        if not self._final:  # message_start's output count is a placeholder
+            usage.output_tokens = count_text(self.text())
+            usage.estimated = True
+        return usage
+
+    def text(self) -> str:
+        return "".join(self._text)

@@ -9,40 +9,52 @@ from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.credentials import Credential
 from relay.errors import RelayError
+from relay.upstream.client import Where
 from relay.usage import Usage
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where one attempt goes: the upstream model id LiteLLM understands, the key and base URL."""
+    """Where one attempt goes: the provider, the model id it knows, the key and base URL."""
 
-    litellm_model: str
+    provider: str  # openai | anthropic
+    upstream_model: str
     credential: Credential
     api_base: str
     timeout: float
+    connect_timeout: float = 10.0
 
-    def litellm_args(self) -> dict[str, Any]:
-        """The arguments every LiteLLM call takes from the target. Retries are off: dispatch
-        retries, on the next key."""
-        return {"model": self.litellm_model, "api_key": self.credential.api_key, "api_base": self.api_base,
-                "timeout": self.timeout, "num_retries": 0, "max_retries": 0}
-
-
-def target_for(model: CatalogModel, credential: Credential, default_base: str, timeout: float) -> Target:
-    return Target(f"{model.provider}/{model.upstream}", credential, credential.base_url or default_base, timeout)
+    @property
+    def where(self) -> Where:
+        return Where(self.provider, self.upstream_model, self.timeout, self.connect_timeout)
 
 
-class StreamAccumulator(Protocol):
-    """Reads a stream as it passes: the usage the provider reported, and the text relayed so far
-    (counted with tiktoken when the stream ends without usage)."""
+def target_for(model: CatalogModel, credential: Credential, default_base: str, timeout: float,
+               connect_timeout: float = 10.0) -> Target:
+    return Target(model.provider, model.upstream, credential, credential.base_url or default_base, timeout,
+                  connect_timeout)
 
-    def feed(self, item: Any) -> None: ...
+
+class StreamReader(Protocol):
+    """One stream as it passes, in the client's protocol: each upstream item turned into the bytes
+    the client receives, the usage the provider reported, and the text relayed so far (counted
+    with tiktoken when the stream ends without usage). One per stream: it holds that stream's state."""
+
+    def feed(self, item: Any) -> bytes: ...
     def usage(self) -> Usage | None: ...
     def text(self) -> str: ...
 
+    def trailer(self, usage: Usage, cost_usd: float | None) -> bytes:
+        """Bytes after the last upstream item (e.g. OpenAI's usage chunk and `data: [DONE]`)."""
+        ...
+
+    def error_event(self, error: RelayError) -> bytes:
+        """A failure after the stream started, in the protocol's in-band error form."""
+        ...
+
 
 class Adapter(Protocol):
-    """One operation (chat, messages, embeddings, …): the LiteLLM call and the reading of its answer."""
+    """One operation (chat, messages, embeddings, …): the upstream call and the reading of its answer."""
 
     operation: str
 
@@ -52,7 +64,8 @@ class Adapter(Protocol):
         ...
 
     async def send(self, call: Call, target: Target) -> Any:
-        """One upstream attempt: a complete answer, or an async iterator of stream items."""
+        """One upstream attempt: a complete answer (relay.upstream.client.Reply), or a stream
+        (an async iterator of items with `headers` and `aclose()`)."""
         ...
 
     def usage(self, call: Call, result: Any) -> Usage:
@@ -64,16 +77,4 @@ class Adapter(Protocol):
         ...
 
     # Streaming operations only:
-    def accumulator(self) -> StreamAccumulator: ...
-
-    def encode(self, call: Call, item: Any) -> bytes:
-        """One stream item as SSE bytes in the client's protocol (b"" to hold it back)."""
-        ...
-
-    def trailer(self, call: Call, last_item: Any, usage: Usage, cost_usd: float) -> bytes:
-        """Bytes after the last upstream item (e.g. OpenAI's usage chunk and `data: [DONE]`)."""
-        ...
-
-    def error_event(self, call: Call, error: RelayError) -> bytes:
-        """A failure after the stream started, in the protocol's in-band error form."""
-        ...
+    def reader(self, call: Call, target: Target) -> StreamReader: ...

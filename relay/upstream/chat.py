@@ -1,149 +1,147 @@
-"""OpenAI chat completions through LiteLLM, for any provider (LiteLLM translates for Claude)."""
+"""OpenAI chat completions: passed through to OpenAI models, translated for Claude (chat_claude.py).
+
+Pass-through: the client's body goes to the provider with only the relay's own fields rewritten
+(the upstream model id; `stream_options.include_usage` on streams, which billing needs); the
+provider's answer comes back with every field it sent, plus the relay's additions (the public
+model name, `usage.cost`). Stream frames are relayed as received; only frames that carry usage,
+an error, or (when the public name differs from the upstream id) a model name are parsed.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import litellm
+import orjson
 
 from relay.call import Call
-from relay.errors import openai_body
 from relay.catalog import CatalogModel
+from relay.errors import RelayError
 from relay.tokens import count_text
+from relay.upstream import client
 from relay.upstream.base import Target
-from relay.upstream.params import passthrough
+from relay.upstream.chat_claude import ClaudeChatReader, json_mode, send_to_claude
+from relay.upstream.errors import connection_error, status_error
+from relay.upstream.litellm_bridge import LITELLM_CONTROLS
+from relay.upstream.openai_shapes import openai_error_event, openai_usage, output_estimate, wants_usage
 from relay.upstream.sse import DONE, data_event
+from relay.upstream.wire import forwarded_body, openai_headers, openai_url
 from relay.usage import Usage, from_openai
-
-# Fields the relay sets itself rather than passing through from the client's body.
-_OWN_FIELDS = {"model", "messages", "stream", "stream_options"}
-# LiteLLM's response objects carry bookkeeping that is not part of OpenAI's wire format.
-_PRIVATE_FIELDS = ("_hidden_params", "_response_ms", "provider_specific_fields")
-
-
-def _dump(obj: Any) -> dict:
-    data = obj.model_dump(exclude_none=True) if hasattr(obj, "model_dump") else dict(obj)
-    for key in _PRIVATE_FIELDS:
-        data.pop(key, None)
-    for choice in data.get("choices") or []:
-        choice.pop("provider_specific_fields", None)
-        for part in ("message", "delta"):
-            if isinstance(choice.get(part), dict):
-                choice[part].pop("provider_specific_fields", None)
-    return data
-
-
-class ChatAccumulator:
-    def __init__(self) -> None:
-        self._usage: Usage | None = None
-        self._text: list[str] = []
-        self.usage_chunk: dict | None = None
-
-    def feed(self, chunk: Any) -> None:
-        usage = getattr(chunk, "usage", None)
-        if usage is not None and getattr(usage, "total_tokens", 0):
-            self._usage = from_openai(usage)
-        for choice in getattr(chunk, "choices", None) or []:
-            delta = getattr(choice, "delta", None)
-            content = getattr(delta, "content", None)
-            if content:
-                self._text.append(content)
-            for call in getattr(delta, "tool_calls", None) or []:
-                function = getattr(call, "function", None)
-                self._text.append(getattr(function, "arguments", None) or "")
-
-    def usage(self) -> Usage | None:
-        return self._usage
-
-    def text(self) -> str:
-        return "".join(self._text)
 
 
 class ChatAdapter:
     operation = "chat"
 
     async def send(self, call: Call, target: Target) -> Any:
-        params = passthrough(call.body, _OWN_FIELDS)
-        if call.stream:
-            # Always ask for usage upstream: billing needs it even when the client did not.
-            params["stream"] = True
-            params["stream_options"] = {"include_usage": True}
-        return await litellm.acompletion(
-            **target.litellm_args(),
-            messages=call.body["messages"],
-            drop_params=True,
-            **params,
-        )
+        if target.provider == "anthropic":
+            return await send_to_claude(call, target)
+        url, headers = openai_url(target, "/chat/completions"), openai_headers(target)
+        if not call.stream:
+            body = forwarded_body(call.body, {"model": target.upstream_model}, LITELLM_CONTROLS)
+            return await client.post(url, headers, target.where, body=body)
+        options = call.body.get("stream_options")
+        own = {"model": target.upstream_model, "stream": True,
+               "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+        return await client.open_stream(url, headers, target.where, forwarded_body(call.body, own, LITELLM_CONTROLS))
 
     def estimate(self, call: Call, model: CatalogModel) -> Usage:
         return Usage(input_tokens=call.prompt_tokens, output_tokens=output_estimate(call, model))
 
-    def answer(self, result: Any, call: Call, usage: Usage, cost_usd: float) -> dict:
-        body = _dump(result)
-        body["model"] = call.model
-        body["usage"] = openai_usage(usage, cost_usd)
-        return body
-
-    def usage(self, call: Call, result: Any) -> Usage:
-        usage = getattr(result, "usage", None)
-        if usage is not None and getattr(usage, "total_tokens", 0):
-            return from_openai(usage)
-        text = "".join((c.message.content or "") for c in result.choices if c.message)
+    def usage(self, call: Call, result: client.Reply) -> Usage:
+        reported = result.body.get("usage")
+        if isinstance(reported, dict) and reported.get("total_tokens"):
+            return from_openai(reported)
+        text = "".join((c.get("message") or {}).get("content") or "" for c in result.body.get("choices") or []
+                       if isinstance(c, dict))
         return Usage(input_tokens=call.prompt_tokens, output_tokens=count_text(text), estimated=True)
 
-    def accumulator(self) -> ChatAccumulator:
-        return ChatAccumulator()
+    def answer(self, result: client.Reply, call: Call, usage: Usage, cost_usd: float) -> dict:
+        body = result.body
+        body["model"] = call.model
+        reported = body.get("usage")
+        if result.native and isinstance(reported, dict) and reported.get("total_tokens"):
+            body["usage"] = {**reported, "cost": cost_usd}  # the provider's counts, as it sent them
+        else:
+            body["usage"] = openai_usage(usage, cost_usd)
+        return body
 
-    def encode(self, call: Call, chunk: Any) -> bytes:
-        data = _dump(chunk)
-        if not data.get("choices") and "usage" in data:
-            return b""  # the usage chunk is sent last, with the cost (see trailer)
-        data.pop("usage", None)
-        data["model"] = call.model
+    def reader(self, call: Call, target: Target) -> Any:
+        if target.provider == "anthropic":
+            return ClaudeChatReader(call, json_mode(call.body))
+        return OpenAIChunkReader(call, target)
+
+
+class OpenAIChunkReader:
+    """A passed-through OpenAI chat stream, frame by frame."""
+
+    def __init__(self, call: Call, target: Target) -> None:
+        self._call = call
+        self._rename = call.model != target.upstream_model
+        self._where = target.where
+        self._relayed: list[bytes] = []  # data of relayed frames, parsed only if usage never comes
+        self._usage_chunk: dict | None = None
+        self.done = False
+
+    def feed(self, frame: bytes) -> bytes:
+        if not frame.startswith(b"data:"):
+            return frame + b"\n\n"  # a comment (keep-alive): harmless, passed on
+        payload = frame[5:].strip()
+        if payload == b"[DONE]":
+            self.done = True
+            return b""  # the trailer ends the stream, after the usage chunk
+        data = None
+        if b'"error"' in payload or b'"usage"' in payload:
+            data = orjson.loads(payload)
+            if isinstance(data.get("error"), dict) and not data.get("choices"):
+                raise status_error(_error_status(data["error"]), payload, {}, self._where.provider, self._where.model)
+            if isinstance(data.get("usage"), dict):
+                self._usage_chunk = data
+                if not data.get("choices"):
+                    return b""  # sent last, with the cost (see trailer)
+        self._relayed.append(payload)
+        if not self._rename:
+            return frame + b"\n\n"
+        data = data if data is not None else orjson.loads(payload)
+        data["model"] = self._call.model
         return data_event(data)
 
-    def error_event(self, call: Call, error: Any) -> bytes:
-        return openai_error_event(error)
+    def usage(self) -> Usage | None:
+        if self._usage_chunk is None:
+            return None
+        return from_openai(self._usage_chunk["usage"])
 
-    def trailer(self, call: Call, last_chunk: Any, usage: Usage, cost_usd: float | None) -> bytes:
-        options = call.body.get("stream_options") or {}
-        if not options.get("include_usage"):
+    def text(self) -> str:
+        parts: list[str] = []
+        for payload in self._relayed:
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            for choice in data.get("choices") or []:
+                delta = choice.get("delta") or {}
+                parts.append(delta.get("content") or "")
+                for tool_call in delta.get("tool_calls") or []:
+                    parts.append((tool_call.get("function") or {}).get("arguments") or "")
+        return "".join(parts)
+
+    def trailer(self, usage: Usage, cost_usd: float | None) -> bytes:
+        if not self.done:
+            raise connection_error(ConnectionError("the stream ended before [DONE]"), self._where.provider,
+                                   self._where.model)
+        if not wants_usage(self._call):
             return DONE
-        base = _dump(last_chunk) if last_chunk is not None else {}
-        usage_body = openai_usage(usage, cost_usd)
-        chunk = {
-            "id": base.get("id"),
-            "object": "chat.completion.chunk",
-            "created": base.get("created"),
-            "model": call.model,
-            "choices": [],
-            "usage": usage_body,
-        }
+        chunk = self._usage_chunk or {"object": "chat.completion.chunk", "choices": []}
+        chunk["model"] = self._call.model
+        reported = chunk.get("usage")
+        if isinstance(reported, dict) and not usage.estimated:
+            chunk["usage"] = {**reported, "cost": cost_usd}
+        else:
+            chunk["usage"] = openai_usage(usage, cost_usd)
         return data_event(chunk) + DONE
 
-
-def openai_usage(usage: Usage, cost_usd: float | None) -> dict:
-    body: dict[str, Any] = {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-    if usage.cache_creation_tokens:
-        body["cache_creation_input_tokens"] = usage.cache_creation_tokens
-    if cost_usd is not None:
-        body["cost"] = cost_usd
-    return body
+    def error_event(self, error: RelayError) -> bytes:
+        return openai_error_event(error)
 
 
-def output_estimate(call: Call, model: CatalogModel) -> int:
-    """The output a request may produce: its own cap, else the catalog's default for the model."""
-    if call.max_output_tokens:
-        return min(call.max_output_tokens, model.max_output_tokens)
-    return model.default_output_tokens
-
-
-def openai_error_event(error: Any) -> bytes:
-    """OpenAI reports a failure inside a stream as a data event carrying an `error` object."""
-    return data_event(openai_body(error))
+def _error_status(error: dict) -> int:
+    code = error.get("code")
+    return code if isinstance(code, int) and 400 <= code < 600 else 502

@@ -5,31 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from relay.call import Call
 from relay.catalog import CatalogModel
-from relay.upstream import http
+from relay.upstream import client
 from relay.upstream.base import Target
 from relay.upstream.messages import is_native
+from relay.upstream.wire import anthropic_headers, anthropic_url
 from relay.usage import Usage
 
 # What Anthropic's count_tokens accepts besides model and messages (generation settings are not).
 _COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management")
 
 
-def endpoint(api_base: str) -> str:
-    """The base URL as configured (with or without /v1, as LiteLLM accepts it) → the count URL."""
-    base = api_base.rstrip("/").removesuffix("/v1/messages").removesuffix("/v1")
-    return base + "/v1/messages/count_tokens"
-
-
-async def provider_count(call: Call, target: Target) -> dict:
-    """One POST to Anthropic's count endpoint through the shared upstream client, so dispatch
-    retries and maps its failures like any other upstream call."""
-    body = {"model": http.upstream_model(target), "messages": call.body["messages"],
+async def provider_count(call: Call, target: Target) -> client.Reply:
+    """One POST to Anthropic's count endpoint through the relay's client, so dispatch retries and
+    maps its failures like any other upstream call."""
+    body = {"model": target.upstream_model, "messages": call.body["messages"],
             **{k: call.body[k] for k in _COUNTED_FIELDS if k in call.body}}
-    headers = {"x-api-key": target.credential.api_key, "anthropic-version": http.ANTHROPIC_VERSION,
-               **call.forward_headers}
-    return await http.post_to(endpoint(target.api_base), headers, target, json=body)
+    return await client.post(anthropic_url(target, "/messages/count_tokens"),
+                             anthropic_headers(target, call.forward_headers), target.where, body=orjson.dumps(body))
 
 
 class CountTokensAdapter:
@@ -38,7 +34,7 @@ class CountTokensAdapter:
     async def send(self, call: Call, target: Target) -> Any:
         if is_native(target):
             return await provider_count(call, target)
-        return {"input_tokens": call.prompt_tokens}  # pre-counted with tiktoken at parse time
+        return client.Reply({"input_tokens": call.prompt_tokens}, {}, native=False)  # tiktoken, at parse time
 
     def estimate(self, call: Call, model: CatalogModel) -> Usage:
         return Usage()
@@ -46,5 +42,5 @@ class CountTokensAdapter:
     def usage(self, call: Call, result: Any) -> Usage:
         return Usage()
 
-    def answer(self, result: Any, call: Call, usage: Usage, cost_usd: float) -> dict:
-        return dict(result)
+    def answer(self, result: client.Reply, call: Call, usage: Usage, cost_usd: float) -> dict:
+        return result.body

@@ -1,44 +1,42 @@
-"""OpenAI embeddings through LiteLLM.
-
-LiteLLM 1.110 passes `encoding_format` and `dimensions` through and returns base64 embeddings as
-the provider's strings (it neither decodes nor re-encodes them), so the client gets exactly the
-encoding it asked for. The official SDK asks for base64 by default and decodes it itself.
-"""
+"""OpenAI embeddings, passed through: the client's body with the upstream model id, the provider's
+answer with the public model name and `usage.cost`. `encoding_format` reaches the provider as the
+client sent it, so base64 answers stay the provider's strings (the official SDK asks for base64)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import litellm
-
 from relay.call import Call
 from relay.catalog import CatalogModel
+from relay.upstream import client
 from relay.upstream.base import Target
-from relay.upstream.params import passthrough
-from relay.upstream.wire import plain
+from relay.upstream.litellm_bridge import LITELLM_CONTROLS
+from relay.upstream.wire import forwarded_body, openai_headers, openai_url
 from relay.usage import Usage, from_openai
-
-_OWN_FIELDS = {"model", "input"}
 
 
 class EmbeddingsAdapter:
     operation = "embeddings"
 
     async def send(self, call: Call, target: Target) -> Any:
-        params = passthrough(call.body, _OWN_FIELDS)
-        return await litellm.aembedding(**target.litellm_args(), input=call.body["input"], **params)
+        body = forwarded_body(call.body, {"model": target.upstream_model}, LITELLM_CONTROLS)
+        return await client.post(openai_url(target, "/embeddings"), openai_headers(target), target.where, body=body)
 
     def estimate(self, call: Call, model: CatalogModel) -> Usage:
         return Usage(input_tokens=call.prompt_tokens)  # embeddings produce no output tokens
 
-    def usage(self, call: Call, result: Any) -> Usage:
-        usage = getattr(result, "usage", None)
-        if usage is not None and getattr(usage, "prompt_tokens", 0):
-            return from_openai(usage)
+    def usage(self, call: Call, result: client.Reply) -> Usage:
+        reported = result.body.get("usage")
+        if isinstance(reported, dict) and reported.get("prompt_tokens"):
+            return from_openai(reported)
         return Usage(input_tokens=call.prompt_tokens, estimated=True)
 
-    def answer(self, result: Any, call: Call, usage: Usage, cost_usd: float) -> dict:
-        body = plain(result)
+    def answer(self, result: client.Reply, call: Call, usage: Usage, cost_usd: float) -> dict:
+        body = result.body
         body["model"] = call.model
-        body["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens, "cost": cost_usd}
+        reported = body.get("usage")
+        if isinstance(reported, dict) and not usage.estimated:
+            body["usage"] = {**reported, "cost": cost_usd}
+        else:
+            body["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens, "cost": cost_usd}
         return body

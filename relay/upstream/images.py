@@ -1,4 +1,5 @@
-"""OpenAI Images API: generations through LiteLLM, edits straight to the provider (see http.py).
+"""OpenAI Images API, passed through: generations as JSON, edits as JSON or as the client's own
+multipart form (same field names, filenames, content types and bytes).
 
 Both bill image tokens: the provider's reported usage where there is one, else an estimate from
 the size, quality and number of images produced (relay.image_tokens), marked estimated.
@@ -8,20 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import litellm
+import aiohttp
 
 from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.image_tokens import output_tokens
-from relay.upstream import http
+from relay.upstream import client
 from relay.upstream.base import Target
-from relay.upstream.wire import plain
+from relay.upstream.litellm_bridge import LITELLM_CONTROLS
+from relay.upstream.wire import forwarded_body, openai_headers, openai_url
 from relay.usage import Usage, from_openai_images
-
-_OWN_FIELDS = {"model", "prompt"}
 
 
 def _field(result: Any, key: str) -> Any:
+    if isinstance(result, client.Reply):
+        result = result.body
     return result.get(key) if isinstance(result, dict) else getattr(result, key, None)
 
 
@@ -54,9 +56,13 @@ class _ImagesAdapter:
         return Usage(input_tokens=call.prompt_tokens, image_input_tokens=call.input_image_tokens,
                      image_output_tokens=output_tokens(size, quality, images), estimated=True)
 
-    def answer(self, result: Any, call: Call, usage: Usage, cost_usd: float) -> dict:
-        body = plain(result)
-        body["usage"] = image_usage(usage, cost_usd)
+    def answer(self, result: client.Reply, call: Call, usage: Usage, cost_usd: float) -> dict:
+        body = result.body
+        reported = body.get("usage")
+        if isinstance(reported, dict) and not usage.estimated:
+            body["usage"] = {**reported, "cost": cost_usd}  # the provider's counts, as it sent them
+        else:
+            body["usage"] = image_usage(usage, cost_usd)
         return body
 
 
@@ -64,25 +70,28 @@ class ImageGenerationAdapter(_ImagesAdapter):
     operation = "image_generation"
 
     async def send(self, call: Call, target: Target) -> Any:
-        # Everything but model and prompt goes as extra_body: LiteLLM's own parameter list for
-        # gpt-image models would silently drop response_format (and any newer parameter).
-        extra = {k: v for k, v in call.body.items() if k not in _OWN_FIELDS}
-        return await litellm.aimage_generation(
-            **target.litellm_args(), prompt=call.body["prompt"], extra_body=extra
-        )
+        body = forwarded_body(call.body, {"model": target.upstream_model}, LITELLM_CONTROLS)
+        return await client.post(openai_url(target, "/images/generations"), openai_headers(target), target.where,
+                                 body=body)
 
 
 class ImageEditAdapter(_ImagesAdapter):
     operation = "image_edit"
 
     async def send(self, call: Call, target: Target) -> Any:
-        fields = {**call.body, "model": http.upstream_model(target)}
+        url = openai_url(target, "/images/edits")
         if not call.files:  # JSON image inputs (URLs, file ids)
-            return await http.post(target, "/images/edits", json=fields)
-        # Multipart, as the client sent it: same field names, filenames, content types and bytes.
-        files = [(name, (upload.filename, upload.data, upload.content_type or None))
-                 for name, uploads in call.files.items() for upload in uploads]
-        return await http.post(target, "/images/edits", data=fields, files=files)
+            body = forwarded_body(call.body, {"model": target.upstream_model}, LITELLM_CONTROLS)
+            return await client.post(url, openai_headers(target), target.where, body=body)
+        form = aiohttp.FormData(quote_fields=False)
+        for name, value in {**call.body, "model": target.upstream_model}.items():
+            form.add_field(name, str(value))
+        for name, uploads in call.files.items():
+            for upload in uploads:
+                form.add_field(name, upload.data, filename=upload.filename,
+                               content_type=upload.content_type or "application/octet-stream")
+        headers = {"Authorization": f"Bearer {target.credential.api_key}"}  # aiohttp sets the multipart type
+        return await client.post(url, headers, target.where, form=form)
 
 
 def image_usage(usage: Usage, cost_usd: float | None) -> dict:

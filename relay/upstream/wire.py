@@ -1,19 +1,50 @@
-"""Provider answers (LiteLLM objects or plain JSON) as the plain dicts the relay sends on."""
+"""Provider endpoints and headers, as data: where a path lives under a base URL, and how a key is sent."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# LiteLLM's response objects carry bookkeeping that is not part of OpenAI's wire format.
-PRIVATE_FIELDS = ("_hidden_params", "_response_ms", "provider_specific_fields")
+import orjson
+
+from relay.upstream.base import Target
+
+# The Messages API version the relay speaks when the client named none.
+ANTHROPIC_VERSION = "2023-06-01"
+JSON = "application/json"
+
+
+def openai_url(target: Target, path: str) -> str:
+    """OpenAI base URLs include the version (`…/v1`), as OpenAI's SDK and LiteLLM take them."""
+    return target.api_base.rstrip("/") + path
+
+
+def anthropic_url(target: Target, path: str) -> str:
+    """Anthropic base URLs are taken with or without `/v1` (or a full `/v1/messages`)."""
+    base = target.api_base.rstrip("/").removesuffix("/v1/messages").removesuffix("/v1")
+    return base + "/v1" + path
+
+
+def openai_headers(target: Target) -> dict[str, str]:
+    return {"Authorization": f"Bearer {target.credential.api_key}", "Content-Type": JSON}
+
+
+def anthropic_headers(target: Target, forwarded: dict[str, str] | None = None) -> dict[str, str]:
+    """`forwarded`: the client's anthropic-version / anthropic-beta (they mean nothing to OpenAI)."""
+    headers = {"x-api-key": target.credential.api_key, "anthropic-version": ANTHROPIC_VERSION, "Content-Type": JSON}
+    if forwarded:
+        headers.update(forwarded)
+    return headers
+
+
+def forwarded_body(body: dict, own: dict[str, Any], dropped: frozenset[str]) -> bytes:
+    """The client's body with the relay's own fields set (`own`) and `dropped` names left out."""
+    fields = {k: v for k, v in body.items() if k not in dropped and not k.startswith("_")}
+    fields.update(own)
+    return orjson.dumps(fields)
 
 
 def plain(obj: Any) -> dict:
+    """A provider answer (plain JSON, or a pydantic object) as a dict."""
     if hasattr(obj, "model_dump"):
-        # warnings=False: LiteLLM types embeddings as floats, but base64 answers carry strings.
-        data = obj.model_dump(exclude_none=True, warnings=False)
-    else:
-        data = dict(obj)
-    for key in PRIVATE_FIELDS:
-        data.pop(key, None)
-    return data
+        return obj.model_dump(exclude_none=True, warnings=False)
+    return dict(obj)
