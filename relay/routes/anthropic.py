@@ -8,16 +8,16 @@ from starlette.requests import Request
 from relay.call import Call
 from relay.pipeline import Operation
 from relay.schemas.anthropic import CountTokensRequest, MessagesRequest
-from relay.schemas.body import read_json, validate
+from relay.schemas.body import read_json_sized, validate
 from relay.settings import Settings
-from relay.tokens import count_messages_prompt
+from relay.tokens import count_messages_prompt, precount
 
 # Client headers that change what Claude does; forwarded to Anthropic (never to other providers).
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
 async def _parse(request: Request, settings: Settings, operation: str, schema: type[BaseModel]) -> Call:
-    body = await read_json(request, settings.max_body_bytes)
+    body, size = await read_json_sized(request, settings.max_body_bytes)
     parsed = validate(schema, body)
     return Call(
         operation=operation,
@@ -25,7 +25,7 @@ async def _parse(request: Request, settings: Settings, operation: str, schema: t
         model=parsed.model,  # type: ignore[attr-defined]
         body=body,
         stream=bool(getattr(parsed, "stream", False)),
-        prompt_tokens=count_messages_prompt(body),
+        prompt_tokens=await precount(count_messages_prompt, body, size),
         max_output_tokens=getattr(parsed, "max_tokens", None),
         forward_headers={name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers},
     )

@@ -6,15 +6,15 @@ from starlette.requests import Request
 
 from relay.call import Call
 from relay.pipeline import Operation
-from relay.schemas.body import read_json, validate
+from relay.schemas.body import read_json_sized, validate
 from relay.routes.images import parse_image_edit, parse_image_generation
 from relay.schemas.openai import ChatRequest, EmbeddingsRequest
 from relay.settings import Settings
-from relay.tokens import count_chat_prompt, count_embedding_input
+from relay.tokens import count_chat_prompt, count_embedding_input, precount
 
 
 async def parse_chat(request: Request, settings: Settings) -> Call:
-    body = await read_json(request, settings.max_body_bytes)
+    body, size = await read_json_sized(request, settings.max_body_bytes)
     chat = validate(ChatRequest, body)
     return Call(
         operation="chat",
@@ -22,16 +22,16 @@ async def parse_chat(request: Request, settings: Settings) -> Call:
         model=chat.model,
         body=body,
         stream=bool(chat.stream),
-        prompt_tokens=count_chat_prompt(body),
+        prompt_tokens=await precount(count_chat_prompt, body, size),
         max_output_tokens=(chat.max_completion_tokens or chat.max_tokens or 0) * (chat.n or 1) or None,
     )
 
 
 async def parse_embeddings(request: Request, settings: Settings) -> Call:
-    body = await read_json(request, settings.max_body_bytes)
+    body, size = await read_json_sized(request, settings.max_body_bytes)
     spec = validate(EmbeddingsRequest, body)
     return Call(operation="embeddings", protocol="openai", model=spec.model, body=body,
-                prompt_tokens=count_embedding_input(spec.input))
+                prompt_tokens=await precount(count_embedding_input, spec.input, size))
 
 
 CHAT = Operation("chat", "openai", ("chat",), parse_chat)

@@ -33,10 +33,20 @@ async def limited_stream(request: Request, limit: int, what: str = "Request body
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit():
+        if int(declared) > limit:
+            raise too_large(limit)
+        return await request.body()  # the server reads exactly the declared length, no more
     return b"".join([chunk async for chunk in limited_stream(request, limit)])
 
 
 async def read_json(request: Request, limit: int) -> dict:
+    return (await read_json_sized(request, limit))[0]
+
+
+async def read_json_sized(request: Request, limit: int) -> tuple[dict, int]:
+    """The JSON object and its size in bytes (which decides where its tokens are counted)."""
     raw = await read_body(request, limit)
     try:
         body = orjson.loads(raw)
@@ -44,7 +54,7 @@ async def read_json(request: Request, limit: int) -> dict:
         raise bad_request(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
-    return body
+    return body, len(raw)
 
 
 def validate(schema: type[M], body: Any) -> M:
