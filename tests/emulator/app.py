@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import anthropic_wire, embeddings, images, openai_wire, responses_wire
-from .common import RAW_SEND_KEY, Call, Reply, error_response
+from .common import RAW_SEND_KEY, Call, Reply, SSEStream, error_response
 from .control import Control, RecordedRequest
 
 Handler = Callable[[Call], Awaitable[Reply]]
@@ -64,11 +64,36 @@ async def read_call(request: Request, control: Control, protocol: str) -> Call |
         except ValueError:
             bad = True
     api_key = extract_key(request, protocol)
-    control.record(RecordedRequest(request.method, request.url.path, dict(request.headers.items()), api_key,
-                                   body, recorded_form))
+    recorded = RecordedRequest(request.method, request.url.path, dict(request.headers.items()), api_key,
+                               body, recorded_form)
+    control.record(recorded)
     if bad:
         return error_response(protocol, 400, message="Could not parse the JSON body of your request.")
-    return Call(request, control, protocol, body, form, api_key)
+    return Call(request, control, protocol, body, form, api_key, recorded=recorded)
+
+
+def add_extras(call: Call, reply: Reply) -> Reply:
+    """A body field `x_emulator_extra` (an object) is merged into the answer — every stream event —
+    as fields a provider might add that the relay does not know; and the answer is recorded."""
+    extra = call.body.get("x_emulator_extra") if isinstance(call.body, dict) else None
+    if isinstance(reply, SSEStream):
+        for event in reply.events:
+            if isinstance(extra, dict) and isinstance(event.data, dict):
+                event.data = {**event.data, **extra}
+        response = {"status": 200, "events": [(event.name, event.data) for event in reply.events]}
+    elif isinstance(reply, Response) and reply.media_type == "application/json":
+        payload = json.loads(bytes(reply.body))
+        if isinstance(extra, dict) and isinstance(payload, dict) and reply.status_code < 400:
+            payload = {**payload, **extra}
+            reply = JSONResponse(payload, status_code=reply.status_code,
+                                 headers={k: v for k, v in reply.headers.items() if k != "content-length"})
+        response = {"status": reply.status_code, "body": payload}
+    else:
+        return reply
+    if call.recorded is not None:
+        call.recorded.response = {**response, "headers": dict(getattr(reply, "headers", None) or
+                                                             {k.decode(): v.decode() for k, v in reply.raw_headers})}
+    return reply
 
 
 def provider_route(path: str, protocol: str, handler: Handler, method: str = "POST",
@@ -88,7 +113,7 @@ def provider_route(path: str, protocol: str, handler: Handler, method: str = "PO
                 return error_response(protocol, status, call.api_key)
             if mode.name == "timeout" and not await call.wait(mode.delay):
                 return Response(status_code=499)  # client gave up; nobody reads this
-        return await handler(call)
+        return add_extras(call, await handler(call))
 
     return Route(path, endpoint, methods=[method])
 

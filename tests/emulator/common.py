@@ -38,6 +38,7 @@ class Call:
     api_key: str | None
     mode: Mode | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    recorded: Any = None  # the RecordedRequest, whose `response` the route fills in
 
     @property
     def delay(self) -> float:

@@ -27,6 +27,9 @@ class RecordedRequest:
     json: Any = None
     form: dict[str, list[Any]] | None = None
     received_at: float = field(default_factory=time.time)
+    # What the emulator answered: the status, the headers, and the JSON body, or a stream's
+    # events as (event name, data) pairs, so tests can compare what a client got with it.
+    response: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
