@@ -77,6 +77,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         yield
         sweeper.cancel()
         await relay.drain()  # settle what is in flight before the process goes
+        await relay.billing.close()
         await relay.limiter.close()
         await upstream_client.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import Engine
@@ -16,8 +17,8 @@ from sqlalchemy import Engine
 from relay import ledger
 from relay.auth import Caller
 from relay.catalog import CatalogModel
-from relay.db.engine import session_scope
-from relay.db.models import UsageRecord
+from relay.group_commit import LedgerWriter
+from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp
 from relay.errors import RelayError
 from relay.money import format_usd
 from relay.pricing import cost_nanos
@@ -51,16 +52,19 @@ def price(model: CatalogModel, usage: Usage, caller: Caller, source: str) -> Cha
 
 
 class Billing:
+    """The money steps of the pipeline, through the process's group-commit writer: every hold,
+    charge and usage record is committed before the caller continues (a charge before the last
+    byte of its answer leaves), batched with other requests' operations."""
+
     def __init__(self, engine: Engine, hold_ttl_s: int) -> None:
         self.engine = engine
         self.hold_ttl_s = hold_ttl_s
+        self.writer = LedgerWriter(engine, hold_ttl_s)
 
     async def hold(self, caller: Caller, request_id: str, amount_nanos: int) -> None:
         """Reserve the estimate, or refuse with 402 before anything is spent."""
         try:
-            await anyio.to_thread.run_sync(
-                lambda: ledger.place_hold(self.engine, caller.account_id, request_id, amount_nanos, self.hold_ttl_s)
-            )
+            await self.writer.submit(HoldOp(caller.account_id, request_id, amount_nanos))
         except ledger.InsufficientBalance as exc:
             raise RelayError(
                 402,
@@ -71,28 +75,18 @@ class Billing:
                 "insufficient_balance",
             ) from None
 
-    async def release(self, request_id: str) -> None:
-        await anyio.to_thread.run_sync(ledger.release, self.engine, request_id)
-
     async def settle(self, caller: Caller, request_id: str, held: bool, charge: Charge,
-                     record: UsageRecord) -> None:
+                     record: dict[str, Any]) -> None:
         """Charge once, release the hold and write the usage record, in one transaction."""
+        await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held,
+                                          record))
 
-        def work() -> None:
-            if held:
-                ledger.settle(self.engine, request_id, charge.cost_nanos, also=[record])
-            else:
-                ledger.charge_without_hold(self.engine, caller.account_id, request_id, charge.cost_nanos,
-                                           also=[record])
+    async def abandon(self, caller: Caller, request_id: str, held: bool, record: dict[str, Any]) -> None:
+        """No answer: release the hold (if one was placed) without charge, and record why."""
+        await self.writer.submit(ReleaseOp(caller.account_id, request_id, held, record))
 
-        await anyio.to_thread.run_sync(work)
-
-    async def record_only(self, record: UsageRecord) -> None:
-        def work() -> None:
-            with session_scope(self.engine) as session:
-                session.add(record)
-
-        await anyio.to_thread.run_sync(work)
+    async def close(self) -> None:
+        await self.writer.close()
 
 
 async def sweep_expired_holds(billing: Billing, every_s: float = 60.0) -> None:

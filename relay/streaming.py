@@ -30,6 +30,7 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
 
     async def body() -> AsyncIterator[bytes]:
         status, http_status, error_code, ttft_ms = "cancelled", 200, None, None
+        settled = False
         try:
             item = dispatched.first
             if item is not _END:
@@ -45,6 +46,10 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
             charge = price(model, usage, ex.caller, source)
             trailer = reader.trailer(usage, usd_float(charge.cost_nanos))
             status = "ok"
+            # Charged and recorded before the last bytes leave: a crash from here on loses no charge.
+            settled = True
+            await settle(usage, Outcome(route=op.name, status=status, http_status=http_status,
+                                        latency_ms=ex.elapsed_ms(), ttft_ms=ttft_ms))
             yield trailer
         except (asyncio.CancelledError, GeneratorExit):
             raise  # the client left: status stays "cancelled"
@@ -55,11 +60,14 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
             log.warning("stream failed after start: %s", type(exc).__name__)
             yield reader.error_event(error)
         finally:
-            usage = final_usage(reader, call)
-            outcome = Outcome(route=op.name, status=status, http_status=http_status,
-                              latency_ms=ex.elapsed_ms(), ttft_ms=ttft_ms, error=error_code)
+            settlement = None
+            if not settled:
+                usage = final_usage(reader, call)
+                outcome = Outcome(route=op.name, status=status, http_status=http_status,
+                                  latency_ms=ex.elapsed_ms(), ttft_ms=ttft_ms, error=error_code)
+                settlement = settle(usage, outcome)
             # Spawned, not awaited: under cancellation an await here would be cancelled too.
-            state.spawn(_close_then_settle(dispatched.result, settle(usage, outcome)))
+            state.spawn(_close_then_settle(dispatched.result, settlement))
 
     headers = {**ex.headers, **SSE_HEADERS}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
@@ -74,7 +82,7 @@ def final_usage(acc: Any, call: Any) -> Usage:
     return Usage(input_tokens=call.prompt_tokens, output_tokens=count_text(acc.text()), estimated=True)
 
 
-async def _close_then_settle(upstream: Any, settlement: Awaitable[None]) -> None:
+async def _close_then_settle(upstream: Any, settlement: Awaitable[None] | None) -> None:
     close = getattr(upstream, "aclose", None)
     if close is not None:
         started = time.perf_counter()
@@ -83,4 +91,5 @@ async def _close_then_settle(upstream: Any, settlement: Awaitable[None]) -> None
         except Exception:  # noqa: BLE001 - closing a broken stream may itself fail; billing must not
             log.debug("closing upstream stream failed", exc_info=True)
         log.debug("upstream closed in %.1f ms", (time.perf_counter() - started) * 1000)
-    await settlement
+    if settlement is not None:
+        await settlement

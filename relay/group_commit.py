@@ -1,0 +1,113 @@
+"""Group commit: the requests of one process queue their ledger operations, and one writer task
+applies all that are waiting in a single transaction on a worker thread (relay.ledger_batch),
+then answers each caller. Under load a batch holds many requests, so the cost of a transaction
+and of a thread hop is shared; alone, a request pays for one, as before.
+
+A caller that goes away (the client disconnected) does not take its operation with it: once
+submitted, an operation is committed, and shutdown (`close`) waits for every queued one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Optional
+
+import anyio.to_thread
+from sqlalchemy import Engine
+
+from relay import ledger_batch
+from relay.ledger_batch import HoldOp, Op
+
+log = logging.getLogger("relay.group_commit")
+
+MAX_BATCH = 512
+
+
+class LedgerWriter:
+    def __init__(self, engine: Engine, hold_ttl_s: float, max_batch: int = MAX_BATCH) -> None:
+        self.engine = engine
+        self.hold_ttl_s = hold_ttl_s
+        self.max_batch = max_batch
+        self._queue: list[tuple[Op, asyncio.Future]] = []
+        self._wakeup: Optional[asyncio.Event] = None
+        self._task: Optional[asyncio.Task] = None
+        self._committing = False
+        self.batches = 0  # committed batches, and operations in them (for tests and the bench)
+        self.operations = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, op: Op) -> None:
+        """Queue `op` and wait until it is committed; raises what the ledger refused it with."""
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)  # a caller that left must not leave a warning behind
+        self._queue.append((op, future))
+        self._start()
+        assert self._wakeup is not None
+        self._wakeup.set()
+        # Shielded: a cancelled caller stops waiting, the operation is still committed.
+        await asyncio.shield(future)
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="ledger-writer")
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                self._committing = True
+                batch = self._take()
+                ops = [op for op, _ in batch]
+                try:
+                    results = await anyio.to_thread.run_sync(ledger_batch.commit, self.engine, ops, self.hold_ttl_s)
+                except Exception:  # noqa: BLE001 - one bad op must not fail the others
+                    log.warning("batch of %d ledger operations failed; retrying one by one", len(ops), exc_info=True)
+                    results = await anyio.to_thread.run_sync(ledger_batch.commit_each, self.engine, ops,
+                                                             self.hold_ttl_s)
+                self.batches += 1
+                self.operations += len(ops)
+                for (_, future), result in zip(batch, results):
+                    if future.done():
+                        continue
+                    if result is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(result)
+                self._committing = False
+
+    def _take(self) -> list[tuple[Op, asyncio.Future]]:
+        """The next batch: up to max_batch, and never a hold together with a later operation on the
+        same request (a release queued right behind its hold must see the hold committed)."""
+        taken: list[tuple[Op, asyncio.Future]] = []
+        holding: set[str] = set()
+        for op, future in self._queue:
+            if len(taken) >= self.max_batch or (not isinstance(op, HoldOp) and op.request_id in holding):
+                break
+            if isinstance(op, HoldOp):
+                holding.add(op.request_id)
+            taken.append((op, future))
+        del self._queue[:len(taken)]
+        return taken
+
+    async def close(self) -> None:
+        """Wait until every queued operation is committed, then stop the writer."""
+        while self._queue or self._committing:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

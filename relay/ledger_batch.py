@@ -1,0 +1,207 @@
+"""Many requests' money in one transaction: holds, settlements, releases and usage records.
+
+The same books as relay.ledger (read its docstring: entries, the invariant, exactly-once), written
+for a batch of operations at a time, so a process pays for one transaction and one thread hop per
+batch rather than per request (group commit, relay.settlement). Within the transaction:
+
+1. settlements and releases close their open holds in one UPDATE … RETURNING (hold rows first:
+   the ledger's lock order is hold row, then account row);
+2. accounts, in ascending id (so concurrent batches lock them in one order): the batch's net
+   balance and held change, then each new hold's conditional reservation
+   (`balance − held ≥ amount`), which is what admits or refuses it;
+3. the Hold rows, ledger entries and usage records, each as one multi-row INSERT.
+
+Settlements whose hold was not open (expired, or already closed) and charges without a hold go
+through relay.ledger one by one after the batch: they are rare, and relay.ledger already handles
+every such case exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Optional, cast
+
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+
+from sqlmodel import Session
+
+from relay import ledger
+from relay.db.engine import session_scope
+from relay.db.models import UsageRecord, utcnow
+
+_accounts, _entries, _holds = ledger._accounts, ledger._entries, ledger._holds
+_records = cast(Table, UsageRecord.__table__)
+
+# Built once: on the hot path, statement construction costs more than SQLite's execution.
+_CLOSE = (update(_holds).where(_holds.c.id.in_(bindparam("b_ids", expanding=True)), _holds.c.status == "open")
+          .values(status=bindparam("b_status")).returning(_holds.c.id, _holds.c.account_id, _holds.c.amount_nanos))
+_MOVE = (update(_accounts).where(_accounts.c.id == bindparam("b_account"))
+         .values(balance_nanos=_accounts.c.balance_nanos + bindparam("b_balance"),
+                 held_nanos=_accounts.c.held_nanos + bindparam("b_held")))
+_RESERVE = (update(_accounts).where(_accounts.c.id == bindparam("b_account"),
+                                    _accounts.c.balance_nanos - _accounts.c.held_nanos >= bindparam("b_amount"))
+            .values(held_nanos=_accounts.c.held_nanos + bindparam("b_amount")))
+_INSERT_HOLDS, _INSERT_ENTRIES, _INSERT_RECORDS = insert(_holds), insert(_entries), insert(_records)
+
+
+@dataclass
+class HoldOp:
+    account_id: int
+    request_id: str
+    amount_nanos: int
+
+
+@dataclass
+class SettleOp:
+    """Charge a request (closing its hold when `held`) and write its usage record."""
+
+    account_id: int
+    request_id: str
+    charge_nanos: int
+    held: bool
+    record: dict[str, Any]
+
+
+@dataclass
+class ReleaseOp:
+    """No answer: free the hold (when `held`) without charge, and write the usage record."""
+
+    account_id: int
+    request_id: str
+    held: bool
+    record: dict[str, Any]
+
+
+Op = HoldOp | SettleOp | ReleaseOp
+
+
+@dataclass
+class _Batch:
+    now: datetime
+    ttl: timedelta
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    balance: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    held: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    later: list[tuple[int, Op]] = field(default_factory=list)  # to run one by one through relay.ledger
+
+
+def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Exception]]:
+    """Apply `ops` in one transaction; per op, None or the exception its caller should see
+    (ledger.InsufficientBalance for a refused hold)."""
+    results: list[Optional[Exception]] = [None] * len(ops)
+    batch = _Batch(utcnow(), timedelta(seconds=hold_ttl_s))
+    # A Core connection, not an ORM session: nothing here needs an identity map (the engine's
+    # "begin" hook still makes it BEGIN IMMEDIATE on SQLite).
+    with engine.begin() as connection:
+        _close_holds(connection, ops, batch)
+        _apply_to_accounts(connection, ops, batch, results)
+        if batch.holds:
+            connection.execute(_INSERT_HOLDS, batch.holds)
+        if batch.entries:
+            connection.execute(_INSERT_ENTRIES, batch.entries)
+        if batch.records:
+            connection.execute(_INSERT_RECORDS, batch.records)
+    for index, op in batch.later:
+        results[index] = _one_by_one(engine, op)
+    return results
+
+
+def commit_each(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Exception]]:
+    """The batch failed as a whole (e.g. one duplicate id): each op in its own transaction, so
+    only the faulty one fails."""
+    results: list[Optional[Exception]] = []
+    for op in ops:
+        try:
+            results.append(commit(engine, [op], hold_ttl_s)[0])
+        except Exception as exc:  # noqa: BLE001 - handed to that op's caller
+            results.append(exc)
+    return results
+
+
+def _close_holds(connection: Connection, ops: list[Op], batch: _Batch) -> None:
+    closing = {op.request_id: op for op in ops if isinstance(op, (SettleOp, ReleaseOp)) and op.held}
+    closed: dict[str, tuple[int, int]] = {}
+    for status, cls in (("settled", SettleOp), ("released", ReleaseOp)):
+        ids = [rid for rid, op in closing.items() if isinstance(op, cls)]
+        if ids:
+            rows = connection.execute(_CLOSE, {"b_ids": ids, "b_status": status}).all()
+            closed.update({row.id: (row.account_id, row.amount_nanos) for row in rows})
+    for index, op in enumerate(ops):
+        if isinstance(op, HoldOp):
+            continue
+        if op.held and op.request_id not in closed:
+            batch.later.append((index, op))  # expired or already closed: relay.ledger decides, exactly once
+            continue
+        if op.held:
+            account_id, amount = closed[op.request_id]
+            batch.held[account_id] -= amount
+            note = "settled" if isinstance(op, SettleOp) else "released"
+            batch.entries.append(ledger._entry(account_id, "release", amount, op.request_id, batch.now, note=note))
+        if isinstance(op, SettleOp) and op.charge_nanos and not op.held:
+            batch.later.append((index, op))  # a charge without a hold (BYOK fee): keyed, via relay.ledger
+            continue
+        if isinstance(op, SettleOp) and op.held:
+            batch.balance[op.account_id] -= op.charge_nanos
+            batch.entries.append(ledger._entry(op.account_id, "charge", -op.charge_nanos, op.request_id, batch.now,
+                                               key=f"charge:{op.request_id}"))
+        batch.records.append(op.record)
+
+
+def _apply_to_accounts(connection: Connection, ops: list[Op], batch: _Batch, results: list[Optional[Exception]]) -> None:
+    holds: dict[int, list[tuple[int, HoldOp]]] = defaultdict(list)
+    for index, op in enumerate(ops):
+        if isinstance(op, HoldOp):
+            holds[op.account_id].append((index, op))
+    for account_id in sorted(set(batch.balance) | set(batch.held) | set(holds)):
+        if batch.balance[account_id] or batch.held[account_id]:
+            connection.execute(_MOVE, {"b_account": account_id, "b_balance": batch.balance[account_id],
+                                       "b_held": batch.held[account_id]})
+        for index, op in holds[account_id]:
+            if _reserve(connection, account_id, op.amount_nanos) or (
+                    _expire(connection, batch.now, account_id) and _reserve(connection, account_id, op.amount_nanos)):
+                batch.holds.append({"id": op.request_id, "account_id": account_id, "amount_nanos": op.amount_nanos,
+                                    "status": "open", "expires_at": batch.now + batch.ttl, "created_at": batch.now})
+                batch.entries.append(ledger._entry(account_id, "hold", op.amount_nanos, op.request_id, batch.now))
+            else:
+                results[index] = _refusal(connection, account_id, op.amount_nanos)
+
+
+def _reserve(connection: Connection, account_id: int, amount_nanos: int) -> bool:
+    """relay.ledger's conditional reservation: admission and reservation in one statement."""
+    return connection.execute(_RESERVE, {"b_account": account_id, "b_amount": amount_nanos}).rowcount == 1
+
+
+def _expire(connection: Connection, now: datetime, account_id: int) -> int:
+    """The account's holds left by a crashed process, freed before refusing (relay.ledger's rule)."""
+    with Session(bind=connection) as session:
+        return ledger._expire(session, now, account_id)
+
+
+def _refusal(connection: Connection, account_id: int, amount_nanos: int) -> Exception:
+    row = connection.execute(select(_accounts.c.balance_nanos, _accounts.c.held_nanos)
+                       .where(_accounts.c.id == account_id)).first()
+    if row is None:
+        return ledger.AccountNotFound(account_id)
+    return ledger.InsufficientBalance(row.balance_nanos, row.held_nanos, row.balance_nanos - row.held_nanos,
+                                      amount_nanos)
+
+
+def _one_by_one(engine: Engine, op: Op) -> Optional[Exception]:
+    record = UsageRecord(**op.record) if not isinstance(op, HoldOp) else None
+    also = [record] if record is not None else []
+    try:
+        if isinstance(op, SettleOp) and op.held:
+            ledger.settle(engine, op.request_id, op.charge_nanos, also=also)
+        elif isinstance(op, SettleOp):
+            ledger.charge_without_hold(engine, op.account_id, op.request_id, op.charge_nanos, also=also)
+        elif isinstance(op, ReleaseOp):
+            ledger.release(engine, op.request_id)
+            with session_scope(engine) as session:
+                session.add_all(also)
+    except Exception as exc:  # noqa: BLE001 - handed to that op's caller
+        return exc
+    return None
