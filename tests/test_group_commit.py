@@ -1,0 +1,152 @@
+"""Group commit (relay.ledger_batch, relay.group_commit) on SQLite and PostgreSQL: many requests'
+holds, charges and records in one transaction keep the ledger's promises — admission by the
+database, one charge per request, the invariant — and one bad operation fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, Callable
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from relay import ledger
+from relay.db.models import Hold, LedgerEntry, UsageRecord, utcnow
+from relay.group_commit import LedgerWriter
+from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp, commit
+from tests.test_ledger import db, engine, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
+
+TTL = 900
+
+
+def record(account_id: int, request_id: str, cost: int = 0, status: str = "ok") -> dict[str, Any]:
+    return {"id": request_id, "account_id": account_id, "api_key_id": None, "route": "chat", "model": "m",
+            "provider": "openai", "source": "pool", "usage": {"input_tokens": 3}, "cost_nanos": cost,
+            "list_cost_nanos": cost // 2, "status": status, "http_status": 200, "error": None, "latency_ms": 1,
+            "ttft_ms": None, "created_at": utcnow()}
+
+
+def charges(engine: Engine, account_id: int) -> list[LedgerEntry]:
+    with Session(engine) as session:
+        return list(session.exec(select(LedgerEntry).where(LedgerEntry.account_id == account_id,
+                                                           LedgerEntry.kind == "charge")).scalars())
+
+
+def records(engine: Engine, account_id: int) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(UsageRecord)
+                            .where(UsageRecord.account_id == account_id)).scalar_one()
+
+
+def test_one_batch_of_every_kind(engine: Engine, new_account: Callable[..., int]) -> None:
+    rich, poor = new_account(1000), new_account(100)
+    settled, released, refused, fee, free = rid(), rid(), rid(), rid(), rid()
+    assert commit(engine, [HoldOp(rich, settled, 300), HoldOp(rich, released, 200)], TTL) == [None, None]
+    ops = [
+        SettleOp(rich, settled, 250, True, record(rich, settled, 250)),
+        ReleaseOp(rich, released, True, record(rich, released, status="error")),
+        HoldOp(poor, refused, 101),  # one nano more than the balance
+        SettleOp(rich, fee, 7, False, record(rich, fee, 7)),  # a BYOK fee: a charge without a hold
+        SettleOp(poor, free, 0, False, record(poor, free)),  # nothing to charge, still recorded
+    ]
+    results = commit(engine, ops, TTL)
+    assert results[:2] == [None, None] and results[3:] == [None, None]
+    assert isinstance(results[2], ledger.InsufficientBalance) and results[2].available_nanos == 100
+    assert ledger.account_balance(engine, rich) == ledger.BalanceView(1000 - 250 - 7, 0, 1000 - 257)
+    assert ledger.account_balance(engine, poor) == ledger.BalanceView(100, 0, 100)
+    assert sorted((c.request_id, c.amount_nanos) for c in charges(engine, rich)) == sorted(
+        [(settled, -250), (fee, -7)])
+    assert (records(engine, rich), records(engine, poor)) == (3, 1)
+    assert ledger.check_invariant(engine, rich) == [] and ledger.check_invariant(engine, poor) == []
+    # Exactly once: settling again is a no-op, whatever path it takes.
+    again = rid()
+    assert commit(engine, [SettleOp(rich, settled, 250, True, record(rich, again, 250))], TTL) == [None]
+    assert len(charges(engine, rich)) == 2 and ledger.check_invariant(engine, rich) == []
+
+
+def test_a_bad_operation_fails_alone(engine: Engine, new_account: Callable[..., int]) -> None:
+    account = new_account(1000)
+    taken = rid()
+    assert commit(engine, [HoldOp(account, taken, 10)], TTL) == [None]
+
+    async def run() -> list[Any]:
+        writer = LedgerWriter(engine, TTL)
+        fine = rid()
+        outcome = await asyncio.gather(writer.submit(HoldOp(account, taken, 10)),  # a duplicate id
+                                       writer.submit(HoldOp(account, fine, 20)), return_exceptions=True)
+        await writer.close()
+        return outcome
+
+    duplicate, fine = asyncio.run(run())
+    assert isinstance(duplicate, Exception) and fine is None
+    assert ledger.account_balance(engine, account).held_nanos == 30
+    assert ledger.check_invariant(engine, account) == []
+
+
+def test_concurrent_requests_are_batched_and_never_overspend(engine: Engine, new_account: Callable[..., int]) -> None:
+    estimate, cost = 1000, 600
+    account = new_account(estimate * 50)
+
+    async def request(writer: LedgerWriter) -> bool:
+        request_id = rid()
+        try:
+            await writer.submit(HoldOp(account, request_id, estimate))
+        except ledger.InsufficientBalance:
+            return False
+        await asyncio.sleep(0)
+        await writer.submit(SettleOp(account, request_id, cost, True, record(account, request_id, cost)))
+        return True
+
+    async def run() -> tuple[list[bool], LedgerWriter]:
+        writer = LedgerWriter(engine, TTL)
+        admitted = await asyncio.gather(*(request(writer) for _ in range(300)))
+        await writer.close()
+        return admitted, writer
+
+    admitted, writer = asyncio.run(run())
+    served = sum(admitted)
+    assert 50 <= served < 300  # at least what the balance covers at the estimate, and it ran out
+    view = ledger.account_balance(engine, account)
+    assert view.balance_nanos == estimate * 50 - served * cost and view.balance_nanos >= 0
+    assert view.held_nanos == 0 and len(charges(engine, account)) == served == records(engine, account)
+    assert ledger.check_invariant(engine, account) == []
+    assert writer.operations == 300 + served and writer.batches < writer.operations / 4  # group commit
+
+
+def test_a_caller_that_leaves_still_gets_its_operation_committed(engine: Engine,
+                                                                 new_account: Callable[..., int]) -> None:
+    account = new_account(1000)
+    held = rid()
+
+    async def run() -> None:
+        writer = LedgerWriter(engine, TTL)
+        waiting = asyncio.ensure_future(writer.submit(HoldOp(account, held, 100)))
+        await asyncio.sleep(0)
+        waiting.cancel()  # the client disconnected while its hold was being written
+        # The release queued right behind it must find the hold committed, not race it.
+        await writer.submit(ReleaseOp(account, held, True, record(account, held, status="cancelled")))
+        await writer.close()
+
+    asyncio.run(run())
+    with Session(engine) as session:
+        assert session.get(Hold, held).status == "released"
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(1000, 0, 1000)
+    assert ledger.check_invariant(engine, account) == [] and records(engine, account) == 1
+
+
+def test_an_expired_hold_is_still_charged_once(engine: Engine, new_account: Callable[..., int]) -> None:
+    account = new_account(1000)
+    late = rid()
+    assert commit(engine, [HoldOp(account, late, 100)], 0.001) == [None]
+    assert ledger.expire_holds(engine, now=utcnow().replace(year=2100)) >= 1
+    assert commit(engine, [SettleOp(account, late, 80, True, record(account, late, 80))], TTL) == [None]
+    assert [c.amount_nanos for c in charges(engine, account)] == [-80]
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(920, 0, 920)
+    assert ledger.check_invariant(engine, account) == [] and records(engine, account) == 1
+
+
+def test_unknown_account_is_refused(engine: Engine) -> None:
+    (result,) = commit(engine, [HoldOp(10**9, f"req-{uuid.uuid4().hex}", 1)], TTL)
+    assert isinstance(result, ledger.AccountNotFound)
