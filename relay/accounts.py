@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from relay.db.engine import session_scope
+from relay.db.engine import read_scope, session_scope
 from relay.db.models import Account, ApiKey, utcnow
 from relay.tiers import DEFAULT_TIER, get_tier
 
@@ -46,7 +46,7 @@ def create_account(engine: Engine, name: str, tier: str = DEFAULT_TIER) -> Accou
 
 
 def get_account(engine: Engine, name: str) -> Account:
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         account = session.exec(select(Account).where(Account.name == name)).first()
         if account is None:
             raise NotFound(f"no account named {name!r}")
@@ -54,7 +54,7 @@ def get_account(engine: Engine, name: str) -> Account:
 
 
 def list_accounts(engine: Engine) -> list[Account]:
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         return list(session.exec(select(Account).order_by(Account.id)))
 
 
@@ -94,7 +94,7 @@ def create_key(engine: Engine, account_name: str, label: str | None = None) -> C
 
 def list_keys(engine: Engine, account_name: str) -> list[ApiKey]:
     account = get_account(engine, account_name)
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         query = select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id)
         return list(session.exec(query))
 
@@ -111,7 +111,7 @@ def revoke_key(engine: Engine, key_id: int) -> ApiKey:
 
 
 def find_key(engine: Engine, api_key: str) -> tuple[ApiKey, Account] | None:
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         query = (
             select(ApiKey, Account)
             .join(Account, Account.id == ApiKey.account_id)  # type: ignore[arg-type]

@@ -78,9 +78,12 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         # a ~230 ms pause that was the relay's p99. Frozen, the collector skips them.
         gc.collect()
         gc.freeze()
-        sweeper = asyncio.get_running_loop().create_task(sweep_expired_holds(relay.billing))
+        loop = asyncio.get_running_loop()
+        sweeper = loop.create_task(sweep_expired_holds(relay.billing))
+        heartbeat = loop.create_task(relay.billing.heartbeat())
         yield
         sweeper.cancel()
+        heartbeat.cancel()
         await relay.drain()  # settle what is in flight before the process goes
         await relay.billing.close()
         await relay.limiter.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from relay import ledger
 from relay.auth import Caller
 from relay.catalog import CatalogModel
+from relay.db.models import utcnow
 from relay.group_commit import LedgerWriter
 from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp
 from relay.errors import RelayError
@@ -56,15 +58,17 @@ class Billing:
     charge and usage record is committed before the caller continues (a charge before the last
     byte of its answer leaves), batched with other requests' operations."""
 
-    def __init__(self, engine: Engine, hold_ttl_s: int) -> None:
+    def __init__(self, engine: Engine, hold_ttl_s: float) -> None:
         self.engine = engine
         self.hold_ttl_s = hold_ttl_s
         self.writer = LedgerWriter(engine, hold_ttl_s)
+        self.open_holds: set[str] = set()  # this process's holds in flight, kept alive by heartbeat()
 
     async def hold(self, caller: Caller, request_id: str, amount_nanos: int) -> None:
         """Reserve the estimate, or refuse with 402 before anything is spent."""
         try:
             await self.writer.submit(HoldOp(caller.account_id, request_id, amount_nanos))
+            self.open_holds.add(request_id)
         except ledger.InsufficientBalance as exc:
             raise RelayError(
                 402,
@@ -80,19 +84,37 @@ class Billing:
         """Charge once, release the hold and write the usage record, in one transaction."""
         await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held,
                                           record))
+        self.open_holds.discard(request_id)
 
     async def abandon(self, caller: Caller, request_id: str, held: bool, record: dict[str, Any]) -> None:
         """No answer: release the hold (if one was placed) without charge, and record why."""
         await self.writer.submit(ReleaseOp(caller.account_id, request_id, held, record))
+        self.open_holds.discard(request_id)
+
+    async def heartbeat(self) -> None:
+        """Every third of the hold TTL, push back the expiry of this process's open holds: alive,
+        its holds never expire under a long request; dead (SIGKILL, power loss), they are freed
+        within one TTL plus a sweep (see sweep_expired_holds)."""
+        log = logging.getLogger("relay.billing")
+        while True:
+            await anyio.sleep(self.hold_ttl_s / 3)
+            if not self.open_holds:
+                continue
+            until = utcnow() + timedelta(seconds=self.hold_ttl_s)
+            try:
+                await anyio.to_thread.run_sync(ledger.extend_holds, self.engine, list(self.open_holds), until)
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeat
+                log.exception("hold heartbeat failed")
 
     async def close(self) -> None:
         await self.writer.close()
 
 
-async def sweep_expired_holds(billing: Billing, every_s: float = 60.0) -> None:
-    """Free holds left by a crashed process. Admission also expires an account's stale holds
-    before refusing it, so this is hygiene for accounts that stay idle."""
+async def sweep_expired_holds(billing: Billing, every_s: float | None = None) -> None:
+    """Free holds left by a crashed process (their heartbeat stopped), a quarter TTL at most after
+    they expire. Admission also expires an account's stale holds before refusing it."""
     log = logging.getLogger("relay.billing")
+    every_s = every_s or max(1.0, min(60.0, billing.hold_ttl_s / 4))
     while True:
         await anyio.sleep(every_s)
         try:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from relay.crypto import InvalidToken, SecretBox, mask_key
-from relay.db.engine import session_scope
+from relay.db.engine import read_scope, session_scope
 from relay.db.models import ProviderCredential, utcnow
 
 PROVIDERS = ("openai", "anthropic")
@@ -76,7 +76,7 @@ class CredentialStore:
         return record
 
     def list(self, account_id: int | None = None) -> list[ProviderCredential]:
-        with session_scope(self.engine) as session:
+        with read_scope(self.engine) as session:
             query = select(ProviderCredential).where(_owner(account_id)).order_by(ProviderCredential.id)
             return list(session.exec(query))
 
@@ -92,7 +92,7 @@ class CredentialStore:
 
     def find(self, credential_id: int, account_id: int | None = None) -> ProviderCredential | None:
         """That owner's credential, or None (another owner's id looks exactly like a missing one)."""
-        with session_scope(self.engine) as session:
+        with read_scope(self.engine) as session:
             record = session.get(ProviderCredential, credential_id)
             return record if record is not None and record.account_id == account_id else None
 
@@ -138,7 +138,7 @@ class CredentialStore:
         return healthy + failing
 
     def _load(self, provider: str, account_id: int | None) -> tuple[list[Credential], list[Credential]]:
-        with session_scope(self.engine) as session:
+        with read_scope(self.engine) as session:
             query = (
                 select(ProviderCredential)
                 .where(_owner(account_id), ProviderCredential.provider == provider)

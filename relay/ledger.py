@@ -53,7 +53,7 @@ from sqlalchemy import Engine, Table, bindparam, case, func, insert, select, upd
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
-from relay.db.engine import session_scope
+from relay.db.engine import read_scope, session_scope
 from relay.db.models import Account, Hold, LedgerEntry, utcnow
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "charge_without_hold",
     "check_invariant",
     "expire_holds",
+    "extend_holds",
     "place_hold",
     "release",
     "settle",
@@ -437,6 +438,19 @@ def _close_hold(session: Session, request_id: str, status: str) -> Optional[tupl
     return None if row is None else (row.account_id, row.amount_nanos)
 
 
+def extend_holds(engine: Engine, request_ids: Sequence[str], until: datetime) -> int:
+    """The heartbeat of a live process: its open holds now expire at `until`. A process that dies
+    stops extending them, so they expire (and are freed) one TTL after its last heartbeat."""
+    extended = 0
+    with session_scope(engine) as session:
+        for start in range(0, len(request_ids), 500):  # SQLite caps the number of bound variables
+            chunk = list(request_ids[start:start + 500])
+            extended += session.exec(
+                update(_holds).where(_holds.c.id.in_(chunk), _holds.c.status == "open").values(expires_at=until)
+            ).rowcount
+    return extended
+
+
 def expire_holds(
     engine: Engine, now: Optional[datetime] = None, account_id: Optional[int] = None
 ) -> int:
@@ -505,7 +519,7 @@ def _entry(
 
 
 def account_balance(engine: Engine, account_id: int) -> BalanceView:
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         row = session.exec(
             select(_accounts.c.balance_nanos, _accounts.c.held_nanos).where(
                 _accounts.c.id == account_id

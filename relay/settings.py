@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = 600.0
     upstream_connect_timeout_s: float = 10.0
     upstream_retries: int = 2
-    hold_ttl_s: int = 900
+    # A live process extends its holds every third of this (heartbeat); a dead one's expire.
+    hold_ttl_s: float = 45.0
     auth_cache_ttl_s: float = 5.0
     # Starter balance (USD, decimal string) given to the `dev` account `make run` creates.
     dev_starter_balance_usd: str = "5"

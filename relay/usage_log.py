@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_
 from sqlmodel import select
 
-from relay.db.engine import session_scope
+from relay.db.engine import read_scope
 from relay.db.models import Account, UsageRecord
 from relay.money import format_usd
 
@@ -61,7 +61,7 @@ def _filters(query: UsageQuery) -> list:
 def list_records(engine: Engine, query: UsageQuery) -> tuple[list[UsageRecord], bool]:
     """Newest first, `limit` at a time; the bool says whether more pages follow."""
     limit = max(1, min(query.limit, MAX_PAGE))
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         conditions = _filters(query)
         if query.after:
             cursor = session.get(UsageRecord, query.after)
@@ -81,7 +81,7 @@ def list_records(engine: Engine, query: UsageQuery) -> tuple[list[UsageRecord], 
 
 def totals(engine: Engine, query: UsageQuery) -> dict[str, Any]:
     """Request count and money over everything the query matches (not just one page)."""
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         statement = select(
             func.count(), func.coalesce(func.sum(UsageRecord.cost_nanos), 0),
             func.coalesce(func.sum(UsageRecord.list_cost_nanos), 0),
@@ -93,7 +93,7 @@ def totals(engine: Engine, query: UsageQuery) -> dict[str, Any]:
 def margin_rows(engine: Engine, since: datetime | None, by: str) -> list[dict[str, Any]]:
     """Revenue, upstream list cost and margin, grouped by model or by account (finance)."""
     key = UsageRecord.model if by == "model" else Account.name
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         statement = (
             select(key, UsageRecord.source, func.count(), func.sum(UsageRecord.cost_nanos),
                    func.sum(UsageRecord.list_cost_nanos))

@@ -40,7 +40,17 @@ def _serialize_sqlite_writes(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only transaction (read_scope) is deferred: in WAL mode readers never wait for
+        # the writer nor make it wait, so a client polling a list cannot stall the money path.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("relay_read_only") else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A transaction that only reads: never under SQLite's write lock (see _on_begin)."""
+    with Session(engine.execution_options(relay_read_only=True), expire_on_commit=False) as session:
+        with session.begin():
+            yield session
 
 
 @contextmanager

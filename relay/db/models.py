@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -89,6 +89,9 @@ class Hold(SQLModel, table=True):
 
 
 class UsageRecord(SQLModel, table=True):
+    # A caller's page of records, newest first (migration 0002).
+    __table_args__ = (Index("ix_usagerecord_account_created", "account_id", "created_at", "id"),)
+
     id: str = Field(primary_key=True)  # the request id, also sent as x-request-id
     account_id: int = Field(foreign_key="account.id", index=True)
     api_key_id: Optional[int] = Field(default=None, foreign_key="apikey.id")

@@ -1,1 +1,2 @@
-"""Adapters: one per operation, each the LiteLLM call and the reading of its answer."""
+"""Adapters, one per operation: the upstream call (relay.upstream.client; translated through
+relay.upstream.litellm_bridge where the protocols differ) and the reading of its answer."""

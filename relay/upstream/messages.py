@@ -85,14 +85,19 @@ async def _event_data(frames: client.Stream) -> AsyncIterator[dict]:
 
 
 class MessagesReader:
-    """A Messages stream relayed as it came, with the public model name in message_start."""
+    """A Messages stream relayed as it came, with the public model name in message_start.
+    message_stop is held back until the charge is committed (see trailer)."""
 
     def __init__(self, call: Call) -> None:
         self._model = call.model
         self._usage = AnthropicUsage()
+        self._stop = b""
 
     def feed(self, event: SSEEvent) -> bytes:
         self._usage.feed(event)
+        if event.type == "message_stop":
+            self._stop = event.raw
+            return b""
         if event.type == "message_start":
             message = event.data.get("message") or {}
             if message.get("model") != self._model:
@@ -106,7 +111,7 @@ class MessagesReader:
         return self._usage.text()
 
     def trailer(self, usage: Usage, cost_usd: float | None) -> bytes:
-        return b""  # message_stop was relayed as it came
+        return self._stop  # sent once the charge is committed: a client that saw it was charged
 
     def error_event(self, error: RelayError) -> bytes:
         return named_event("error", anthropic_body(error))

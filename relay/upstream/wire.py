@@ -41,10 +41,3 @@ def forwarded_body(body: dict, own: dict[str, Any], dropped: frozenset[str]) -> 
     fields = {k: v for k, v in body.items() if k not in dropped and not k.startswith("_")}
     fields.update(own)
     return orjson.dumps(fields)
-
-
-def plain(obj: Any) -> dict:
-    """A provider answer (plain JSON, or a pydantic object) as a dict."""
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(exclude_none=True, warnings=False)
-    return dict(obj)

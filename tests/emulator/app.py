@@ -72,19 +72,61 @@ async def read_call(request: Request, control: Control, protocol: str) -> Call |
     return Call(request, control, protocol, body, form, api_key, recorded=recorded)
 
 
+def patch_paths(target: Any, patches: Any) -> Any:
+    """Apply `x_emulator_patch`: a list of [path, value] pairs, where a path is a list of object
+    keys and list indexes, "*" meaning every element of a list. The last step is set to a copy of
+    the value; a pair whose path does not exist in `target` up to its last step is skipped, so one
+    patch can target the stream events that have the field (e.g. ["message", "x"] reaches only
+    Anthropic's message_start)."""
+    if not isinstance(patches, list) or not isinstance(target, dict):
+        return target
+    target = json.loads(json.dumps(target))  # never mutate shared payloads
+
+    def walk(node: Any, path: list[Any], value: Any) -> None:
+        step, rest = path[0], path[1:]
+        if step == "*":
+            children = list(range(len(node))) if isinstance(node, list) else []
+        elif isinstance(node, dict) and isinstance(step, str) and (not rest or step in node):
+            children = [step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            children = [step]
+        else:
+            return
+        for child in children:
+            if rest:
+                walk(node[child], rest, value)
+            else:
+                node[child] = json.loads(json.dumps(value))
+
+    for pair in patches:
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], list) and pair[0]:
+            walk(target, pair[0], pair[1])
+    return target
+
+
 def add_extras(call: Call, reply: Reply) -> Reply:
-    """A body field `x_emulator_extra` (an object) is merged into the answer — every stream event —
-    as fields a provider might add that the relay does not know; and the answer is recorded."""
-    extra = call.body.get("x_emulator_extra") if isinstance(call.body, dict) else None
+    """Fields a provider might add that the relay does not know, asked for in the request body:
+    `x_emulator_extra` (an object) is merged into the answer's top level — every stream event's —
+    and `x_emulator_patch` (see patch_paths) sets nested fields. The answer is then recorded
+    (status, headers, JSON body or stream events) so tests can compare what a client got."""
+    body = call.body if isinstance(call.body, dict) else {}
+    extra, patches = body.get("x_emulator_extra"), body.get("x_emulator_patch")
+
+    def amend(data: Any) -> Any:
+        if isinstance(data, dict):
+            if isinstance(extra, dict):
+                data = {**data, **extra}
+            data = patch_paths(data, patches)
+        return data
+
     if isinstance(reply, SSEStream):
         for event in reply.events:
-            if isinstance(extra, dict) and isinstance(event.data, dict):
-                event.data = {**event.data, **extra}
+            event.data = amend(event.data)
         response = {"status": 200, "events": [(event.name, event.data) for event in reply.events]}
     elif isinstance(reply, Response) and reply.media_type == "application/json":
         payload = json.loads(bytes(reply.body))
-        if isinstance(extra, dict) and isinstance(payload, dict) and reply.status_code < 400:
-            payload = {**payload, **extra}
+        if (extra or patches) and isinstance(payload, dict) and reply.status_code < 400:
+            payload = amend(payload)
             reply = JSONResponse(payload, status_code=reply.status_code,
                                  headers={k: v for k, v in reply.headers.items() if k != "content-length"})
         response = {"status": reply.status_code, "body": payload}
