@@ -53,6 +53,12 @@ def price(model: CatalogModel, usage: Usage, caller: Caller, source: str) -> Cha
     return Charge(cost_nanos(model.sell, usage), list_cost)
 
 
+# Speculative dispatch (pipeline) only when the last known available balance is this many times
+# the request's estimate: a refusal after the provider was called then needs the balance to fall
+# by 99% in between, and even then the client gets its 402 and the relay bears the provider's cost.
+SPECULATE_MARGIN = 100
+
+
 class Billing:
     """The money steps of the pipeline, through the process's group-commit writer: every hold,
     charge and usage record is committed before the caller continues (a charge before the last
@@ -63,13 +69,28 @@ class Billing:
         self.hold_ttl_s = hold_ttl_s
         self.writer = LedgerWriter(engine, hold_ttl_s)
         self.open_holds: set[str] = set()  # this process's holds in flight, kept alive by heartbeat()
+        self._available: dict[int, int] = {}  # account → available balance at its last hold here
+
+    def covers_easily(self, account_id: int, amount_nanos: int) -> bool:
+        """The account's available balance, when this process last placed one of its holds, covered
+        this amount SPECULATE_MARGIN times over: the next hold will all but surely be admitted."""
+        known = self._available.get(account_id)
+        return known is not None and known >= SPECULATE_MARGIN * max(amount_nanos, 1)
+
+    def _saw(self, account_id: int, available_nanos: int) -> None:
+        if len(self._available) >= 100_000:
+            self._available.clear()  # bounded: a forgotten account just skips one speculation
+        self._available[account_id] = available_nanos
 
     async def hold(self, caller: Caller, request_id: str, amount_nanos: int) -> None:
         """Reserve the estimate, or refuse with 402 before anything is spent."""
+        op = HoldOp(caller.account_id, request_id, amount_nanos)
         try:
-            await self.writer.submit(HoldOp(caller.account_id, request_id, amount_nanos))
+            await self.writer.submit(op)
             self.open_holds.add(request_id)
+            self._saw(caller.account_id, op.available_after or 0)
         except ledger.InsufficientBalance as exc:
+            self._saw(caller.account_id, exc.available_nanos)
             raise RelayError(
                 402,
                 f"Insufficient balance: this request may cost up to ${format_usd(amount_nanos)} "

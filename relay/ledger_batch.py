@@ -42,7 +42,8 @@ _MOVE = (update(_accounts).where(_accounts.c.id == bindparam("b_account"))
                  held_nanos=_accounts.c.held_nanos + bindparam("b_held")))
 _RESERVE = (update(_accounts).where(_accounts.c.id == bindparam("b_account"),
                                     _accounts.c.balance_nanos - _accounts.c.held_nanos >= bindparam("b_amount"))
-            .values(held_nanos=_accounts.c.held_nanos + bindparam("b_amount")))
+            .values(held_nanos=_accounts.c.held_nanos + bindparam("b_amount"))
+            .returning(_accounts.c.balance_nanos - _accounts.c.held_nanos))
 _INSERT_HOLDS, _INSERT_ENTRIES, _INSERT_RECORDS = insert(_holds), insert(_entries), insert(_records)
 
 
@@ -51,6 +52,7 @@ class HoldOp:
     account_id: int
     request_id: str
     amount_nanos: int
+    available_after: Optional[int] = None  # set when admitted: the account's available balance then
 
 
 @dataclass
@@ -161,8 +163,11 @@ def _apply_to_accounts(connection: Connection, ops: list[Op], batch: _Batch, res
             connection.execute(_MOVE, {"b_account": account_id, "b_balance": batch.balance[account_id],
                                        "b_held": batch.held[account_id]})
         for index, op in holds[account_id]:
-            if _reserve(connection, account_id, op.amount_nanos) or (
-                    _expire(connection, batch.now, account_id) and _reserve(connection, account_id, op.amount_nanos)):
+            available = _reserve(connection, account_id, op.amount_nanos)
+            if available is None and _expire(connection, batch.now, account_id):
+                available = _reserve(connection, account_id, op.amount_nanos)
+            if available is not None:
+                op.available_after = available
                 batch.holds.append({"id": op.request_id, "account_id": account_id, "amount_nanos": op.amount_nanos,
                                     "status": "open", "expires_at": batch.now + batch.ttl, "created_at": batch.now})
                 batch.entries.append(ledger._entry(account_id, "hold", op.amount_nanos, op.request_id, batch.now))
@@ -170,9 +175,10 @@ def _apply_to_accounts(connection: Connection, ops: list[Op], batch: _Batch, res
                 results[index] = _refusal(connection, account_id, op.amount_nanos)
 
 
-def _reserve(connection: Connection, account_id: int, amount_nanos: int) -> bool:
-    """relay.ledger's conditional reservation: admission and reservation in one statement."""
-    return connection.execute(_RESERVE, {"b_account": account_id, "b_amount": amount_nanos}).rowcount == 1
+def _reserve(connection: Connection, account_id: int, amount_nanos: int) -> Optional[int]:
+    """relay.ledger's conditional reservation: admission and reservation in one statement.
+    The available balance after it, or None when refused."""
+    return connection.execute(_RESERVE, {"b_account": account_id, "b_amount": amount_nanos}).scalar()
 
 
 def _expire(connection: Connection, now: datetime, account_id: int) -> int:

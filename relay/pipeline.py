@@ -20,7 +20,7 @@ from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.credentials import Credential
 from relay.db.models import utcnow
-from relay.dispatch import dispatch
+from relay.dispatch import Dispatched, dispatch
 from relay.errors import RelayError, bad_request, model_not_found, render
 from relay.jsonresponse import JSONBody
 from relay.limit_headers import rate_limit_headers, rate_limited
@@ -141,17 +141,18 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
         raise rate_limited(decision, estimate.total_tokens)
     ex.reservation = decision.reservation
 
+    def send() -> Awaitable[Dispatched]:
+        return dispatch(adapter, call, model, credentials,
+                        default_base=state.settings.base_url_for(model.provider),
+                        timeout=state.settings.upstream_timeout_s,
+                        retries=state.settings.upstream_retries,
+                        store=state.credentials)
+
     try:
         if op.billable and source == "pool":
-            ex.held = True  # before the await: a cancellation mid-hold must still release it
-            await state.billing.hold(caller, ex.id, price(model, estimate, caller, source).cost_nanos)
-        dispatched = await dispatch(
-            adapter, call, model, credentials,
-            default_base=state.settings.base_url_for(model.provider),
-            timeout=state.settings.upstream_timeout_s,
-            retries=state.settings.upstream_retries,
-            store=state.credentials,
-        )
+            dispatched = await _hold_and_send(state, ex, price(model, estimate, caller, source).cost_nanos, send)
+        else:
+            dispatched = await send()
     except RelayError as error:
         state.spawn(_abandon(state, ex, call, model, source, op, "error", error.status, error.code))
         raise
@@ -174,6 +175,30 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     # writes): an answer a client received is never lost to a crash.
     await _settle(state, ex, call, model, source, usage, outcome, charge)
     return JSONBody(body, headers=ex.headers)
+
+
+async def _hold_and_send(state: RelayState, ex: Exchange, amount_nanos: int,
+                         send: Callable[[], Awaitable[Dispatched]]) -> Dispatched:
+    """Hold the estimate, then call the provider; or both at once when the account's last known
+    available balance covers the estimate many times over (Billing.covers_easily). A hold refused
+    then still ends in the client's 402, and the provider's answer is dropped unseen: the money
+    rule holds either way, speculation only saves the hold's round trip from the latency."""
+    caller = ex.caller
+    assert caller is not None
+    ex.held = True  # before the await: a cancellation mid-hold must still release it
+    if not state.billing.covers_easily(caller.account_id, amount_nanos):
+        await state.billing.hold(caller, ex.id, amount_nanos)
+        return await send()
+    hold = asyncio.ensure_future(state.billing.hold(caller, ex.id, amount_nanos))
+    hold.add_done_callback(lambda done: done.cancelled() or done.exception())  # always retrieved
+    dispatched = await send()
+    try:
+        await hold
+    except RelayError:
+        if dispatched.first is not None:  # a stream: stop the provider now
+            await dispatched.result.aclose()
+        raise
+    return dispatched
 
 
 async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,
