@@ -183,3 +183,21 @@ def test_margin_report(relay, make_account, openai_client, tmp_path) -> None:
     human = subprocess.run([sys.executable, "scripts/margin_report.py", "--database-url", relay.settings.database_url],
                            capture_output=True, text=True, check=True).stdout
     assert "gpt-4o-mini" in human and "total" in human
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_speculative_dispatch_refused_hold_is_still_402(relay, make_account, emulator, stream) -> None:
+    """The relay calls the provider while the hold is being placed only when it last saw the
+    account rich; if the hold is refused after all, the answer is dropped unseen and nothing is
+    charged. Here the relay's last view of the account is made stale on purpose."""
+    poor = make_account(balance="0.000001")
+    relay.state.billing._saw(poor.id, 10**15)  # as if another process had drained a rich account
+    body = {**CHAT, "model": "gpt-5.5", "max_tokens": 4000, "stream": stream}
+    response = httpx.post(relay.url + "/v1/chat/completions", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {poor.key}"})
+    assert response.status_code == 402 and response.json()["error"]["code"] == "insufficient_balance"
+    assert len(emulator.requests) == 1  # the speculation did reach the provider
+    view = settled(relay, poor.id)
+    assert view.balance_nanos == usd_to_nanos("0.000001") and view.held_nanos == 0
+    assert ledger.check_invariant(relay.state.engine, poor.id) == []
+    assert not relay.state.billing.covers_easily(poor.id, 100)  # the refusal corrected the view
