@@ -53,9 +53,12 @@ def get_account(engine: Engine, name: str) -> Account:
         return account
 
 
-def list_accounts(engine: Engine) -> list[Account]:
+def list_accounts(engine: Engine, limit: int | None = None, after: int = 0) -> list[Account]:
+    """Accounts in id order, from the one after `after` (keyset pagination: a page costs the
+    same however many accounts there are)."""
     with read_scope(engine) as session:
-        return list(session.exec(select(Account).order_by(Account.id)))
+        query = select(Account).where(Account.id > after).order_by(Account.id)  # type: ignore[operator]
+        return list(session.exec(query.limit(limit) if limit is not None else query))
 
 
 def update_account(engine: Engine, name: str, **changes: object) -> Account:

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
@@ -61,6 +61,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return render(RelayError(exc.status_code, message, code), _protocol_of(request))
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left while its body was being read: nobody is there to answer, nothing to log."""
+    return Response(status_code=499)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     error = RelayError(500, "The relay hit an internal error; nothing was charged. Retry, or report "
@@ -107,7 +112,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+        exception_handlers={HTTPException: http_error, ClientDisconnect: client_gone, Exception: unexpected_error},
     )
 
 

@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 def seed_dev_account(settings: Settings) -> None:
     """On an empty database, a `dev` account with a starter balance, so the docs' curls work."""
     engine = _engine(settings)
-    if accounts.list_accounts(engine):
+    if accounts.list_accounts(engine, limit=1):
         return
     operator.create_account(engine, "dev")
     operator.topup(engine, "dev", settings.dev_starter_balance_usd, note="dev starter balance")
@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(acc, "create", _with_engine(operator.create_account, "name", "tier"), "create an account")
     p.add_argument("name")
     p.add_argument("--tier", default="starter", choices=["starter", "professional", "enterprise"])
-    command(acc, "list", _with_engine(operator.list_accounts), "list accounts")
+    p = command(acc, "list", _with_engine(operator.list_accounts, "limit", "after"), "list accounts, a page at a time")
+    p.add_argument("--limit", type=int, default=100, help="accounts per page (at most 1000)")
+    p.add_argument("--after", type=int, default=0, help="the id after which the page starts (next_after)")
     command(acc, "show", _with_engine(operator.show_account, "name"), "show one account").add_argument("name")
     p = command(acc, "set-tier", _with_engine(operator.set_tier, "name", "tier"), "change an account's tier")
     p.add_argument("name")

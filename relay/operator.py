@@ -49,8 +49,19 @@ def create_account(engine: Engine, name: str, tier: str = "starter") -> dict:
     return account_view(accounts.create_account(engine, name, tier))
 
 
-def list_accounts(engine: Engine) -> list[dict]:
-    return [account_view(a) for a in accounts.list_accounts(engine)]
+MAX_PAGE = 1000
+
+
+def list_accounts(engine: Engine, limit: int = 100, after: int = 0) -> dict:
+    """One page of accounts in id order; `next_after` is the `after` of the next page."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be from 1 to {MAX_PAGE}")
+    if after < 0 or after >= 2**63:
+        raise ValueError("after must be an account id")
+    found = accounts.list_accounts(engine, limit + 1, after)
+    page = [account_view(a) for a in found[:limit]]
+    more = len(found) > limit
+    return {"object": "list", "data": page, "has_more": more, "next_after": page[-1]["id"] if more else None}
 
 
 def show_account(engine: Engine, name: str) -> dict:

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Which HTTP client the relay talks to providers with: CPU per upstream call, in one process.
 
-httpx (AsyncClient) against aiohttp (ClientSession), both pooled and keep-alive, on uvloop, against
-the bench's fake upstream: a non-stream chat POST decoded with orjson, and a stream read frame by
-frame (8 content chunks, no delay), each at concurrency 1 and 16. Rounds alternate between the
-clients; the table gives medians of CPU µs per call (process CPU time / calls).
+httpx (AsyncClient) against aiohttp (ClientSession), both pooled and keep-alive, on uvloop when it is
+installed, against the shared fake upstream (../shared/bench/fake_upstream.py, started on a free
+port): a non-stream chat POST decoded with orjson, and an SSE stream (8 content chunks, no delay)
+read chunk by chunk and line by line, each at concurrency 1 and 16 (asyncio.gather of workers).
+Rounds alternate between the clients; the table gives medians of CPU µs per call
+(time.process_time of this process / calls; the upstream's CPU is not counted).
 
-  python3 scripts/bench_clients.py [--calls 2000] [--rounds 5]
+  .venv/bin/python scripts/bench_clients.py [--calls 2000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -14,99 +16,141 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import aiohttp
 import httpx
 import orjson
-import uvloop
+
+try:
+    import uvloop
+except ImportError:  # plain asyncio then; the table says which loop ran
+    uvloop = None
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(os.environ.get("BENCH_DIR", ROOT.parent / "shared" / "bench"))
 BODY = orjson.dumps({"model": "gpt-5.5", "max_tokens": 16, "messages": [{"role": "user", "content": "Say hello."}]})
 STREAM_BODY = orjson.dumps({**orjson.loads(BODY), "stream": True})
 HEADERS = {"Authorization": "Bearer sk-fake", "Content-Type": "application/json"}
+Call = Callable[[], Awaitable[None]]
+KINDS = ("non-stream", "stream chunks", "stream lines")
 
 
-def clients(url: str) -> dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]], Any]]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_clients(url: str) -> tuple[dict[str, dict[str, Call]], list[httpx.AsyncClient | aiohttp.ClientSession]]:
+    """Per client: one call per kind. Every call reads the whole answer, as the relay must."""
     hx = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=64, max_connections=64))
     ah = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
 
     async def httpx_post() -> None:
         orjson.loads((await hx.post(url, content=BODY, headers=HEADERS)).content)
 
-    async def httpx_stream() -> None:
+    async def httpx_chunks() -> None:
         async with hx.stream("POST", url, content=STREAM_BODY, headers=HEADERS) as response:
             async for _ in response.aiter_bytes():
+                pass
+
+    async def httpx_lines() -> None:
+        async with hx.stream("POST", url, content=STREAM_BODY, headers=HEADERS) as response:
+            async for _ in response.aiter_lines():
                 pass
 
     async def aiohttp_post() -> None:
         async with ah.post(url, data=BODY, headers=HEADERS) as response:
             orjson.loads(await response.read())
 
-    async def aiohttp_stream() -> None:
+    async def aiohttp_chunks() -> None:
         async with ah.post(url, data=STREAM_BODY, headers=HEADERS) as response:
             async for _ in response.content.iter_any():
                 pass
 
-    return {"httpx": (httpx_post, httpx_stream, hx), "aiohttp": (aiohttp_post, aiohttp_stream, ah)}
+    async def aiohttp_lines() -> None:
+        async with ah.post(url, data=STREAM_BODY, headers=HEADERS) as response:
+            async for _ in response.content:  # StreamReader iterates by line
+                pass
+
+    calls = {"httpx": dict(zip(KINDS, (httpx_post, httpx_chunks, httpx_lines))),
+             "aiohttp": dict(zip(KINDS, (aiohttp_post, aiohttp_chunks, aiohttp_lines)))}
+    return calls, [hx, ah]
 
 
-async def cpu_per_call(call: Callable[[], Awaitable[None]], calls: int, concurrency: int) -> float:
-    async def worker(n: int) -> None:
-        for _ in range(n):
+async def cpu_per_call(call: Call, calls: int, concurrency: int) -> float:
+    """CPU µs of this process per call, `calls` calls spread over `concurrency` workers."""
+    per_worker = calls // concurrency
+
+    async def worker() -> None:
+        for _ in range(per_worker):
             await call()
 
     started = time.process_time()
-    await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
-    return (time.process_time() - started) / (calls // concurrency * concurrency) * 1e6
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return (time.process_time() - started) / (per_worker * concurrency) * 1e6
 
 
-async def run(url: str, calls: int, rounds: int) -> None:
-    found = clients(url)
+async def measure(url: str, calls: int, rounds: int) -> dict[tuple[str, str, int], list[float]]:
+    clients, sessions = make_clients(url)
     results: dict[tuple[str, str, int], list[float]] = {}
-    for name, (post, stream, _) in found.items():  # warm up pools and code paths
-        await cpu_per_call(post, 200, 16)
-        await cpu_per_call(stream, 200, 16)
-    for _ in range(rounds):
-        for name, (post, stream, _) in found.items():
-            for kind, call in (("non-stream", post), ("stream", stream)):
-                for concurrency in (1, 16):
-                    results.setdefault((name, kind, concurrency), []).append(
-                        await cpu_per_call(call, calls, concurrency))
-    for _, _, client in found.values():
-        await client.close() if isinstance(client, aiohttp.ClientSession) else await client.aclose()
-    print(f"CPU µs per upstream call (median of {rounds} rounds × {calls} calls, uvloop, fake upstream)\n")
-    print("| client | non-stream c=1 | non-stream c=16 | stream (8 chunks) c=1 | stream c=16 |")
-    print("|---|---|---|---|---|")
-    for name in found:
-        cells = [f"{statistics.median(results[(name, kind, c)]):,.0f}"
-                 for kind in ("non-stream", "stream") for c in (1, 16)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    try:
+        for kinds in clients.values():  # warm up pools and code paths
+            for call in kinds.values():
+                await cpu_per_call(call, 320, 16)
+        for number in range(rounds):
+            for name, kinds in clients.items():
+                for kind, call in kinds.items():
+                    for concurrency in (1, 16):
+                        results.setdefault((name, kind, concurrency), []).append(
+                            await cpu_per_call(call, calls, concurrency))
+            print(f"round {number + 1}/{rounds} done", file=sys.stderr)
+    finally:
+        for session in sessions:
+            await (session.close() if isinstance(session, aiohttp.ClientSession) else session.aclose())
+    return results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--calls", type=int, default=2000, help="calls per point per round (>= 2000 for stable numbers)")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--port", type=int, default=19970)
+    ap.add_argument("--upstream-python", default="/tmp/venv-bench/bin/python",
+                    help="python with uvicorn, uvloop, httptools, orjson (default falls back to this one)")
     args = ap.parse_args()
-    upstream = subprocess.Popen([sys.executable, str(ROOT / "scripts/bench_upstream.py"), "--port", str(args.port),
-                                 "--chunk-delay-ms", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    python = args.upstream_python if Path(args.upstream_python).exists() else sys.executable
+    port = free_port()
+    upstream = subprocess.Popen([python, str(BENCH / "fake_upstream.py"), "--port", str(port), "--chunk-delay-ms", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
-                httpx.get(f"http://127.0.0.1:{args.port}/health")
+                httpx.get(f"http://127.0.0.1:{port}/health")
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        uvloop.run(run(f"http://127.0.0.1:{args.port}/v1/chat/completions", args.calls, args.rounds))
+        work = measure(f"http://127.0.0.1:{port}/v1/chat/completions", args.calls, args.rounds)
+        results = uvloop.run(work) if uvloop else asyncio.run(work)
     finally:
         upstream.terminate()
+        upstream.wait()
+    loop = f"uvloop {uvloop.__version__}" if uvloop else "asyncio (uvloop not installed)"
+    print(f"\nCPU µs per upstream call, median of {args.rounds} rounds × {args.calls} calls; {loop}, "
+          f"httpx {httpx.__version__}, aiohttp {aiohttp.__version__}, shared fake upstream\n")
+    print("| client | " + " | ".join(f"{kind} c={c}" for kind in KINDS for c in (1, 16)) + " |")
+    print("|---" * (1 + 2 * len(KINDS)) + "|")
+    medians = {key: statistics.median(values) for key, values in results.items()}
+    for name in ("httpx", "aiohttp"):
+        print(f"| {name} | " + " | ".join(f"{medians[(name, kind, c)]:,.0f}" for kind in KINDS for c in (1, 16)) + " |")
+    print("| httpx / aiohttp | " + " | ".join(f"×{medians[('httpx', kind, c)] / medians[('aiohttp', kind, c)]:.2f}"
+                                            for kind in KINDS for c in (1, 16)) + " |")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,13 @@ def test_usage_and_pool(cli) -> None:
     assert as_json(cli("pool", "remove", str(added["id"]), "--json"))["removed"]
     assert cli("pool", "remove", str(added["id"]))[0] == 1
     assert cli("pool", "add", "mistral", "k")[0] == 1  # unknown provider
+
+
+def test_accounts_list_is_paginated(cli) -> None:
+    for name in ("a1", "a2", "a3"):
+        assert cli("accounts", "create", name)[0] == 0
+    first = as_json(cli("accounts", "list", "--limit", "2", "--json"))
+    assert [a["name"] for a in first["data"]] == ["a1", "a2"] and first["has_more"]
+    rest = as_json(cli("accounts", "list", "--limit", "2", "--after", str(first["next_after"]), "--json"))
+    assert [a["name"] for a in rest["data"]] == ["a3"] and not rest["has_more"] and rest["next_after"] is None
+    assert cli("accounts", "list", "--limit", "5000")[0] == 1  # a page has at most 1000

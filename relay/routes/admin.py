@@ -57,12 +57,22 @@ def _name(request: Request) -> str:
     return request.path_params["name"]
 
 
+def _query_int(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 19:
+        raise ValueError(f"'{name}' must be a whole number")
+    return int(value)
+
+
 def _int_param(request: Request, name: str) -> int:
     return int(request.path_params[name])
 
 
 routes = [
-    Route("/accounts", admin(lambda s, r, b: operator.list_accounts(s.engine)), methods=["GET"]),
+    Route("/accounts", admin(lambda s, r, b: operator.list_accounts(
+        s.engine, _query_int(r, "limit", 100), _query_int(r, "after", 0))), methods=["GET"]),
     Route("/accounts", admin(lambda s, r, b: operator.create_account(s.engine, b["name"], b.get("tier", "starter")), 201),
           methods=["POST"]),
     Route("/accounts/{name}", admin(lambda s, r, b: operator.show_account(s.engine, _name(r))), methods=["GET"]),

@@ -201,3 +201,18 @@ def test_speculative_dispatch_refused_hold_is_still_402(relay, make_account, emu
     assert view.balance_nanos == usd_to_nanos("0.000001") and view.held_nanos == 0
     assert ledger.check_invariant(relay.state.engine, poor.id) == []
     assert not relay.state.billing.covers_easily(poor.id, 100)  # the refusal corrected the view
+
+
+def test_admin_accounts_list_is_paginated(relay, make_account) -> None:
+    made = [make_account().name for _ in range(3)]
+    pages, after = [], 0
+    while True:
+        page = httpx.get(relay.url + "/admin/accounts", params={"limit": 2, "after": after}, headers=ADMIN).json()
+        assert len(page["data"]) <= 2
+        pages += [a["name"] for a in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["next_after"]
+    assert pages[-3:] == made and len(pages) == len(set(pages))
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after": "x"}, {"after": "99999999999999999999"}):
+        assert httpx.get(relay.url + "/admin/accounts", params=bad, headers=ADMIN).status_code == 400
