@@ -58,24 +58,26 @@ def _filters(query: UsageQuery) -> list:
     return conditions
 
 
-def list_records(engine: Engine, query: UsageQuery) -> tuple[list[UsageRecord], bool]:
-    """Newest first, `limit` at a time; the bool says whether more pages follow."""
+def list_records(engine: Engine, query: UsageQuery) -> tuple[list[Any], bool]:
+    """Newest first, `limit` at a time; the bool says whether more pages follow. Rows, not ORM
+    objects (read-only, and a tenth of the cost per record); attribute access as on UsageRecord."""
     limit = max(1, min(query.limit, MAX_PAGE))
+    table = UsageRecord.__table__
     with read_scope(engine) as session:
         conditions = _filters(query)
         if query.after:
-            cursor = session.get(UsageRecord, query.after)
+            cursor = session.execute(select(table.c.created_at, table.c.id).where(table.c.id == query.after)).first()
             if cursor is not None:
                 conditions.append(or_(
                     UsageRecord.created_at < cursor.created_at,
                     and_(UsageRecord.created_at == cursor.created_at, UsageRecord.id < cursor.id),
                 ))
         statement = (
-            select(UsageRecord).where(*conditions)
+            select(table).where(*conditions)
             .order_by(UsageRecord.created_at.desc(), UsageRecord.id.desc())  # type: ignore[attr-defined]
             .limit(limit + 1)
         )
-        rows = list(session.exec(statement))
+        rows = list(session.execute(statement))  # Rows: sqlmodel's exec() would keep the first column only
     return rows[:limit], len(rows) > limit
 
 

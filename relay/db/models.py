@@ -89,8 +89,9 @@ class Hold(SQLModel, table=True):
 
 
 class UsageRecord(SQLModel, table=True):
-    # A caller's page of records, newest first (migration 0002).
-    __table_args__ = (Index("ix_usagerecord_account_created", "account_id", "created_at", "id"),)
+    # A caller's page of records, newest first, and its totals from the index alone (migration 0002).
+    __table_args__ = (Index("ix_usagerecord_account_created", "account_id", "created_at", "id", "cost_nanos",
+                            "list_cost_nanos"),)
 
     id: str = Field(primary_key=True)  # the request id, also sent as x-request-id
     account_id: int = Field(foreign_key="account.id", index=True)
