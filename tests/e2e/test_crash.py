@@ -89,3 +89,31 @@ def test_sigkill_under_load(relay, make_account, emulator, spawn_relay) -> None:
     assert sum(-c.amount_nanos for c in charges) == start - view.balance_nanos == sum(
         records[r].cost_nanos for r in charged)
     assert open_holds == [] and ledger.check_invariant(engine, account.id) == []
+
+
+def test_sigterm_drains(relay, make_account, emulator, spawn_relay) -> None:
+    """SIGTERM under load: requests in flight finish, every one of them is charged and recorded,
+    and the process leaves no hold behind (the lifespan drains settlements, then the writer)."""
+    engine = relay.state.engine
+    account = make_account(balance="100")
+    start = ledger.account_balance(engine, account.id).balance_nanos
+    emulator.set_mode("slow", delay=0.05)
+    process = spawn_relay().start()
+
+    async def run() -> list[tuple[str | None, bool]]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=60)) as client:
+            calls = [asyncio.ensure_future(one(client, process.url, account.key, STREAM if i % 2 else PLAIN))
+                     for i in range(60)]
+            await asyncio.sleep(0.4)  # all sent, none finished (each takes about a second)
+            process.process.terminate()
+            return await asyncio.gather(*calls)
+
+    results = asyncio.run(run())
+    process.process.wait(timeout=30)  # exits by itself (uvicorn re-raises SIGTERM once shut down)
+    assert all(whole for _, whole in results), [r for r in results if not r[1]][:3]
+    view = ledger.account_balance(engine, account.id)
+    with Session(engine) as session:
+        records = {r.id: r for r in session.exec(select(UsageRecord).where(UsageRecord.account_id == account.id))}
+    assert {request_id for request_id, _ in results} <= set(records)
+    assert view.held_nanos == 0 and start - view.balance_nanos == sum(r.cost_nanos for r in records.values()) > 0
+    assert ledger.check_invariant(engine, account.id) == []
