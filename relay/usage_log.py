@@ -11,7 +11,7 @@ from sqlalchemy import Engine, and_, func, or_
 from sqlmodel import select
 
 from relay.db.engine import read_scope
-from relay.db.models import Account, UsageRecord
+from relay.db.models import Account, UsageRecord, UsageTotal
 from relay.money import format_usd
 
 MAX_PAGE = 1000
@@ -82,8 +82,14 @@ def list_records(engine: Engine, query: UsageQuery) -> tuple[list[Any], bool]:
 
 
 def totals(engine: Engine, query: UsageQuery) -> dict[str, Any]:
-    """Request count and money over everything the query matches (not just one page)."""
+    """Request count and money over everything the query matches (not just one page): for a
+    whole account, the trigger-kept row of usage_total; with filters, summed from the records."""
     with read_scope(engine) as session:
+        if query.account_id is not None and query.since is None and query.until is None and query.model is None:
+            kept = session.get(UsageTotal, query.account_id)
+            count, cost, list_cost = (kept.requests, kept.cost_nanos, kept.list_cost_nanos) if kept else (0, 0, 0)
+            return {"requests": int(count), "cost_usd": format_usd(int(cost)),
+                    "list_cost_usd": format_usd(int(list_cost))}
         statement = select(
             func.count(), func.coalesce(func.sum(UsageRecord.cost_nanos), 0),
             func.coalesce(func.sum(UsageRecord.list_cost_nanos), 0),

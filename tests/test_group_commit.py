@@ -150,3 +150,26 @@ def test_an_expired_hold_is_still_charged_once(engine: Engine, new_account: Call
 def test_unknown_account_is_refused(engine: Engine) -> None:
     (result,) = commit(engine, [HoldOp(10**9, f"req-{uuid.uuid4().hex}", 1)], TTL)
     assert isinstance(result, ledger.AccountNotFound)
+
+
+def test_usage_totals_are_kept_by_the_database(engine: Engine, new_account: Callable[..., int]) -> None:
+    """Whatever path writes a usage record (a batch, relay.ledger one by one, a plain insert), the
+    account's usage_total row (migration 0003's trigger) equals the sum over its records."""
+    from relay.db.models import UsageTotal
+    from relay.usage_log import UsageQuery, totals
+
+    account = new_account(10_000)
+    held, fee, plain = rid(), rid(), rid()
+    assert commit(engine, [HoldOp(account, held, 500)], TTL) == [None]
+    assert commit(engine, [SettleOp(account, held, 300, True, record(account, held, 300)),
+                           SettleOp(account, fee, 7, False, record(account, fee, 7))], TTL) == [None, None]
+    with Session(engine) as session:
+        session.add(UsageRecord(**record(account, plain, 11)))
+        session.commit()
+        kept = session.get(UsageTotal, account)
+        summed = session.exec(select(func.count(), func.sum(UsageRecord.cost_nanos), func.sum(UsageRecord.list_cost_nanos))
+                              .where(UsageRecord.account_id == account)).one()
+    assert (kept.requests, kept.cost_nanos, kept.list_cost_nanos) == tuple(summed) == (3, 318, 150 + 3 + 5)
+    assert totals(engine, UsageQuery(account_id=account)) == {"requests": 3, "cost_usd": "0.000000318",
+                                                               "list_cost_usd": "0.000000158"}
+    assert totals(engine, UsageQuery(account_id=account, model="m"))["requests"] == 3  # summed, filtered

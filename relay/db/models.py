@@ -109,3 +109,15 @@ class UsageRecord(SQLModel, table=True):
     latency_ms: int = 0
     ttft_ms: Optional[int] = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class UsageTotal(SQLModel, table=True):
+    """An account's usage records summed, kept by a database trigger on every insert (migration
+    0003), so the totals of an unfiltered usage page are one row, however long the history."""
+
+    __tablename__ = "usage_total"
+
+    account_id: int = Field(foreign_key="account.id", primary_key=True)
+    requests: int = _money()
+    cost_nanos: int = _money()
+    list_cost_nanos: int = _money()
