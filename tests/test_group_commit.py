@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from typing import Any, Callable
 
-import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
