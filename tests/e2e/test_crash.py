@@ -104,7 +104,9 @@ def test_sigterm_drains(relay, make_account, emulator, spawn_relay) -> None:
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=60)) as client:
             calls = [asyncio.ensure_future(one(client, process.url, account.key, STREAM if i % 2 else PLAIN))
                      for i in range(60)]
-            await asyncio.sleep(0.4)  # all sent, none finished (each takes about a second)
+            deadline = time.monotonic() + 10
+            while len(emulator.requests) < 60 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # every request in flight at the provider, none finished
             process.process.terminate()
             return await asyncio.gather(*calls)
 
