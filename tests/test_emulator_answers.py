@@ -12,6 +12,7 @@ import pytest
 
 from tests.emulator import Emulator
 from tests.emulator.app import patch_paths
+from tests.sse import read_sse
 
 USER = [{"role": "user", "content": "hello"}]
 LOGPROBS = {"content": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []}], "refusal": None}
@@ -26,17 +27,6 @@ def emu() -> Iterator[Emulator]:
 @pytest.fixture(autouse=True)
 def _clean(emu: Emulator) -> None:
     emu.reset()
-
-
-def sse(response: httpx.Response) -> list[tuple[str | None, str]]:
-    events, name = [], None
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            events.append((name, line[6:]))
-            name = None
-    return events
 
 
 def test_patch_paths_sets_nested_fields_where_the_parent_exists() -> None:
@@ -70,7 +60,7 @@ def test_stream_events_are_patched_where_they_fit_and_recorded(emu: Emulator) ->
     body = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": USER, "stream": True,
             "x_emulator_extra": {"x_top": 1}, "x_emulator_patch": [[["message", "x_message_extra"], {"m": 2}]]}
     with httpx.stream("POST", emu.url + "/v1/messages", headers={"x-api-key": "k"}, json=body) as response:
-        sent = [(name, json.loads(data)) for name, data in sse(response)]
+        sent = [(name, json.loads(data)) for name, data in read_sse(response)]
         request_id = response.headers["request-id"]
     assert all(data["x_top"] == 1 for _, data in sent)
     assert [name for name, data in sent if "x_message_extra" in data.get("message", {})] == ["message_start"]

@@ -24,7 +24,7 @@ from relay.upstream.errors import connection_error, status_error
 from relay.upstream.litellm_bridge import LITELLM_CONTROLS
 from relay.upstream.openai_shapes import openai_error_event, openai_usage, output_estimate, wants_usage
 from relay.upstream.sse import DONE, data_event
-from relay.upstream.wire import forwarded_body, openai_headers, openai_url
+from relay.upstream.wire import forwarded_body, openai_headers, openai_url, usage_with_cost
 from relay.usage import Usage, from_openai
 
 
@@ -57,11 +57,8 @@ class ChatAdapter:
     def answer(self, result: client.Reply, call: Call, usage: Usage, cost_usd: float) -> dict:
         body = result.body
         body["model"] = call.model
-        reported = body.get("usage")
-        if result.native and isinstance(reported, dict) and reported.get("total_tokens"):
-            body["usage"] = {**reported, "cost": cost_usd}  # the provider's counts, as it sent them
-        else:
-            body["usage"] = openai_usage(usage, cost_usd)
+        # A translated answer's usage is LiteLLM's object, not the provider's: the relay's own shape.
+        body["usage"] = usage_with_cost(body.get("usage") if result.native else None, usage, cost_usd, openai_usage)
         return body
 
     def reader(self, call: Call, target: Target) -> Any:
@@ -131,11 +128,7 @@ class OpenAIChunkReader:
             return DONE
         chunk = self._usage_chunk or {"object": "chat.completion.chunk", "choices": []}
         chunk["model"] = self._call.model
-        reported = chunk.get("usage")
-        if isinstance(reported, dict) and not usage.estimated:
-            chunk["usage"] = {**reported, "cost": cost_usd}
-        else:
-            chunk["usage"] = openai_usage(usage, cost_usd)
+        chunk["usage"] = usage_with_cost(chunk.get("usage"), usage, cost_usd, openai_usage)
         return data_event(chunk) + DONE
 
     def error_event(self, error: RelayError) -> bytes:

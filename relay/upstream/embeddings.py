@@ -11,7 +11,7 @@ from relay.catalog import CatalogModel
 from relay.upstream import client
 from relay.upstream.base import Target
 from relay.upstream.litellm_bridge import LITELLM_CONTROLS
-from relay.upstream.wire import forwarded_body, openai_headers, openai_url
+from relay.upstream.wire import forwarded_body, openai_headers, openai_url, usage_with_cost
 from relay.usage import Usage, from_openai
 
 
@@ -34,9 +34,9 @@ class EmbeddingsAdapter:
     def answer(self, result: client.Reply, call: Call, usage: Usage, cost_usd: float) -> dict:
         body = result.body
         body["model"] = call.model
-        reported = body.get("usage")
-        if isinstance(reported, dict) and not usage.estimated:
-            body["usage"] = {**reported, "cost": cost_usd}
-        else:
-            body["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens, "cost": cost_usd}
+        body["usage"] = usage_with_cost(body.get("usage"), usage, cost_usd, embeddings_usage)
         return body
+
+
+def embeddings_usage(usage: Usage, cost_usd: float | None) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens, "cost": cost_usd}

@@ -17,7 +17,7 @@ from relay.image_tokens import output_tokens
 from relay.upstream import client
 from relay.upstream.base import Target
 from relay.upstream.litellm_bridge import LITELLM_CONTROLS
-from relay.upstream.wire import forwarded_body, openai_headers, openai_url
+from relay.upstream.wire import forwarded_body, openai_headers, openai_url, usage_with_cost
 from relay.usage import Usage, from_openai_images
 
 
@@ -58,11 +58,7 @@ class _ImagesAdapter:
 
     def answer(self, result: client.Reply, call: Call, usage: Usage, cost_usd: float) -> dict:
         body = result.body
-        reported = body.get("usage")
-        if isinstance(reported, dict) and not usage.estimated:
-            body["usage"] = {**reported, "cost": cost_usd}  # the provider's counts, as it sent them
-        else:
-            body["usage"] = image_usage(usage, cost_usd)
+        body["usage"] = usage_with_cost(body.get("usage"), usage, cost_usd, image_usage)
         return body
 
 

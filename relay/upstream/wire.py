@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from relay.upstream.base import Target
+from relay.usage import Usage
 
 # The Messages API version the relay speaks when the client named none.
 ANTHROPIC_VERSION = "2023-06-01"
@@ -41,3 +42,12 @@ def forwarded_body(body: dict, own: dict[str, Any], dropped: frozenset[str]) -> 
     fields = {k: v for k, v in body.items() if k not in dropped and not k.startswith("_")}
     fields.update(own)
     return orjson.dumps(fields)
+
+
+def usage_with_cost(reported: Any, usage: Usage, cost_usd: float | None,
+                    own: Callable[[Usage, float | None], dict]) -> dict:
+    """The provider's own `usage` object as it sent it, plus the relay's `cost`; the relay's own
+    shape (`own`) where the provider reported none and the usage was estimated."""
+    if isinstance(reported, dict) and not usage.estimated:
+        return {**reported, "cost": cost_usd}
+    return own(usage, cost_usd)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from typing import Iterator
 
 import httpx
@@ -27,6 +26,7 @@ import pytest
 from tests.e2e.byok_support import add_credential, fresh_key
 from tests.e2e.conftest import POOL_KEYS
 from tests.e2e.relay_server import ROOT, ThreadRelay
+from tests.sse import read_sse
 
 GPT, CLAUDE = "gpt-4o-mini", "claude-sonnet-4-6"
 UPSTREAM = {GPT: "gpt-4o-mini-2024-07-18", CLAUDE: "claude-sonnet-4-6-20260101"}
@@ -119,20 +119,6 @@ def sent(emulator, path: str):  # type: ignore[no-untyped-def]
     found = [r for r in emulator.requests if r.path == path]
     assert len(found) == 1, f"expected one upstream call to {path}, got {len(found)}"
     return found[0]
-
-
-def read_sse(response: httpx.Response) -> list[tuple[str | None, str]]:
-    """(event name, data) pairs. Lines end at CR, LF or CRLF only, as the SSE spec says: not
-    httpx's iter_lines(), which also splits at U+2028 — legal raw inside JSON strings."""
-    events, name = [], None
-    for raw in re.split(rb"\r\n|\r|\n", response.read()):
-        line = raw.decode()
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            events.append((name, line[6:]))
-            name = None
-    return events
 
 
 def call(url: str, body: dict, headers: dict) -> tuple[httpx.Response, list[tuple[str | None, str]] | dict]:
