@@ -108,6 +108,10 @@ async def choose_credentials(state: RelayState, model: CatalogModel, caller: Cal
 async def handle(state: RelayState, request: Request, op: Operation, source: str) -> Response:
     ex = Exchange()
     ex.headers["x-request-id"] = ex.id
+    if op.protocol == "anthropic":
+        # The anthropic SDK reads `request-id` (`_request_id`): the relay's id on its own answers
+        # and errors, Claude's own when a Claude answer is passed through (dispatched.headers).
+        ex.headers["request-id"] = ex.id
     try:
         ex.caller = await state.auth.authenticate(api_key_of(request, op.protocol))
         return await _serve(state, request, op, source, ex)

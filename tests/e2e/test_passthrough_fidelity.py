@@ -277,3 +277,15 @@ def test_anthropic_request_id_is_passed_on(aliased, account, emulator, prefix, p
     response, _ = call(aliased.url + prefix + "/messages", body, headers_for("anthropic", account.key))
     provider = sent(emulator, "/v1/messages").response["headers"]
     assert response.headers.get("request-id") == provider["request-id"], "Anthropic's request-id, passed on"
+
+
+@pytest.mark.parametrize("model", [GPT, "no-such-model"], ids=["translated", "refused"])
+def test_anthropic_protocol_answers_carry_the_relays_request_id(aliased, account, prefix, provider_keys,
+                                                                 model) -> None:
+    """Where no Claude answer is passed on (a GPT model behind /v1/messages, or the relay's own
+    error), `request-id` is the relay's id, the same as `x-request-id`: `_request_id` is never None."""
+    body = {"model": model, "max_tokens": 32, "messages": ANTHROPIC_MESSAGES}
+    response = httpx.post(aliased.url + prefix + "/messages", json=body, headers=headers_for("anthropic", account.key),
+                          timeout=30)
+    assert response.status_code == (200 if model == GPT else 404), response.text
+    assert response.headers.get("request-id") == response.headers["x-request-id"]
