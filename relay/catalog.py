@@ -2,17 +2,22 @@
 
 A broken catalog must stop the gateway before it bills anyone, so every problem is reported with
 the file and line to fix. Lookups afterwards are plain dict gets.
+
+A model may carry `aliases`: other ids of the same model at the same price (dated snapshots such
+as `claude-haiku-4-5-20251001`, `-latest` pointers). `Catalog.get(alias)` answers the model's entry,
+so a request under an alias is billed and recorded under the model's public name. An alias is
+unique across the catalog: two models claiming one name would make the price depend on load order.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 PROVIDERS = ("openai", "anthropic")
 MODES = ("chat", "embedding", "image_generation")
@@ -34,6 +39,7 @@ MODEL_KEYS = (
     "max_output_tokens",
     "default_output_tokens",
     "created",
+    "aliases",
     "sell",
     "list",
 )
@@ -42,6 +48,8 @@ DEFAULT_OUTPUT_TOKENS_CAP = 4096
 DEFAULT_CREATED = 1735689600
 
 _DECIMAL_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# A dated snapshot of a model id: `<id>-20251001` (Anthropic) or `<id>-2026-04-23` (OpenAI).
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:[0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2})")
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class CatalogModel:
     max_output_tokens: int
     default_output_tokens: int
     created: int = DEFAULT_CREATED
+    aliases: tuple[str, ...] = ()
 
 
 class CatalogError(ValueError):
@@ -80,12 +89,66 @@ class CatalogError(ValueError):
         self.detail = message
 
 
+def is_snapshot_of(alias: str, upstream: str) -> bool:
+    """`claude-haiku-4-5-20251001` is a dated snapshot of `claude-haiku-4-5`."""
+    return alias.startswith(upstream) and bool(_SNAPSHOT_SUFFIX.fullmatch(alias, len(upstream)))
+
+
+def served_as(model: CatalogModel, alias: str) -> CatalogModel:
+    """The entry as a request under `alias` is served: same name and prices, so billed and recorded
+    as the model. A dated snapshot is sent upstream as asked, so a caller's pin holds (gpt-4o and
+    gpt-4o-2024-11-20 are different snapshots at one price, and a snapshot's price never moves);
+    any other alias (a `-latest` pointer, which the provider may move on before the catalog does)
+    is sent as the entry's own upstream id, so what is served is what is priced."""
+    if is_snapshot_of(alias, model.upstream):
+        return replace(model, upstream=alias)
+    return model
+
+
+class HasAliases(Protocol):
+    """A catalog model or a markup rule: a name and its aliases."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def aliases(self) -> tuple[str, ...]: ...
+
+
+def alias_clash(models: Mapping[str, HasAliases]) -> tuple[str, str] | None:
+    """(model, message) of the first alias that would make one name resolve to two entries."""
+    owners: dict[str, str] = {}
+    for model in models.values():
+        for alias in model.aliases:
+            if alias in models:
+                return model.name, f"alias {alias!r} is also a model name"
+            if alias in owners:
+                return model.name, f"alias {alias!r} is already an alias of model {owners[alias]!r}"
+            owners[alias] = model.name
+    return None
+
+
+def alias_index(models: Mapping[str, CatalogModel]) -> dict[str, CatalogModel]:
+    """alias → the entry as served under it; ValueError when a name would resolve to two entries."""
+    clash = alias_clash(models)
+    if clash is not None:
+        raise ValueError(f"model {clash[0]!r}: {clash[1]}")
+    return {alias: served_as(model, alias) for model in models.values() for alias in model.aliases}
+
+
 @dataclass(frozen=True)
 class Catalog:
     models: Mapping[str, CatalogModel] = field(default_factory=dict)
+    # Derived from the models' aliases (so not compared): alias → the entry as served under it.
+    aliases: Mapping[str, CatalogModel] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aliases", MappingProxyType(alias_index(self.models)))
 
     def get(self, name: str) -> CatalogModel | None:
-        return self.models.get(name)
+        """The entry for a public name or any of its aliases; `.name` is always the public name."""
+        model = self.models.get(name)
+        return model if model is not None else self.aliases.get(name)
 
     def providers(self) -> set[str]:
         return {m.provider for m in self.models.values()}
@@ -113,6 +176,7 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     parsed: dict[str, CatalogModel] = {}
     for name, entry in models.items():
         parsed[name] = _parse_model(name, entry, at)
+    _check_alias_clashes(parsed, at)
     return Catalog(MappingProxyType(parsed))
 
 
@@ -164,6 +228,7 @@ def _parse_model(name: str, entry: Any, at: Locator) -> CatalogModel:
             f"{what}: default_output_tokens {default_out} exceeds max_output_tokens {max_out}",
         )
     created = _int_field(entry, "created", DEFAULT_CREATED, base, what, at)
+    aliases = _parse_aliases(name, entry.get("aliases", []), at)
 
     sell = _parse_prices(entry, "sell", mode, base, what, at)
     listed = _parse_prices(entry, "list", mode, base, what, at)
@@ -177,7 +242,25 @@ def _parse_model(name: str, entry: Any, at: Locator) -> CatalogModel:
         max_output_tokens=max_out,
         default_output_tokens=default_out,
         created=created,
+        aliases=aliases,
     )
+
+
+def _parse_aliases(name: str, value: Any, at: Locator) -> tuple[str, ...]:
+    path = ("models", name, "aliases")
+    if not isinstance(value, list) or not all(isinstance(a, str) and a for a in value):
+        raise at.error(path, f"model {name!r}: aliases must be a list of model ids, got {value!r}")
+    for i, alias in enumerate(value):
+        if alias == name or alias in value[:i]:
+            raise at.error(path, f"model {name!r}: alias {alias!r} is listed twice (or is the model's own name)")
+    return tuple(value)
+
+
+def _check_alias_clashes(models: Mapping[str, CatalogModel], at: Locator) -> None:
+    clash = alias_clash(models)
+    if clash is not None:
+        name, message = clash
+        raise at.error(("models", name, "aliases"), f"model {name!r}: {message}; a name must resolve to one entry")
 
 
 def _int_field(entry: dict, key: str, default: int | None, base: tuple, what: str, at: Locator) -> int:

@@ -6,7 +6,9 @@
     python scripts/update_pricing.py --check    validate the catalog as it is (CI); exit 1 on problems
 
 List prices come from the cost map bundled with the installed LiteLLM (never fetched from the
-network); sell = list x multiplier, rounded up as markup.toml says.
+network); sell = list x multiplier, rounded up as markup.toml says. Each model's aliases are the
+ones markup.toml names plus the other ids LiteLLM has for the same model at the same prices (dated
+snapshots, its `-latest` alias rows).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from relay.catalog import (  # noqa: E402
     CatalogModel,
     Locator,
     Prices,
+    alias_clash,
+    is_snapshot_of,
     load_catalog,
     parse_catalog,
     parse_price,
@@ -74,7 +78,7 @@ KIND_FIELDS = {
     "image_cached_input_tokens": "image_cached_input",
     "image_output_tokens": "image_output",
 }
-MARKUP_MODEL_KEYS = ("upstream", "multiplier", "max_output_tokens", "default_output_tokens", "created", "sell")
+MARKUP_MODEL_KEYS = ("upstream", "multiplier", "max_output_tokens", "default_output_tokens", "created", "aliases", "sell")
 
 _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 
@@ -99,6 +103,7 @@ class ModelRule:
     max_output_tokens: int | None = None
     default_output_tokens: int | None = None
     created: int | None = None
+    aliases: tuple[str, ...] = ()  # named by finance; LiteLLM's own are added when proposing
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,9 @@ def parse_markup(text: str, source: str = "<markup>") -> Markup:
     if not models:
         raise at.error(("models",), 'no models: add a [models."name"] table per model')
     rules = tuple(_parse_rule(name, entry, at) for name, entry in models.items())
+    clash = alias_clash({rule.name: rule for rule in rules})
+    if clash is not None:
+        raise at.error(("models", clash[0], "aliases"), f"model {clash[0]!r}: {clash[1]}")
     return Markup(default, MappingProxyType(providers), decimals, rules)
 
 
@@ -175,7 +183,12 @@ def _parse_rule(name: str, entry: Any, at: Locator) -> ModelRule:
     sell = {
         key: parse_price(value, f"{what}: sell.{key}", base + ("sell", key), at) for key, value in sell_raw.items()
     }
-    return ModelRule(name, upstream, multiplier, MappingProxyType(sell), **ints)
+    aliases = entry.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise at.error(base + ("aliases",), f"{what}: aliases must be a list of model ids, got {aliases!r}")
+    if len(set(aliases)) != len(aliases) or name in aliases:
+        raise at.error(base + ("aliases",), f"{what}: an alias is listed twice (or is the model's own name)")
+    return ModelRule(name, upstream, multiplier, MappingProxyType(sell), aliases=tuple(aliases), **ints)
 
 
 def _table(data: dict, key: str, base: tuple, at: Locator) -> dict:
@@ -237,6 +250,32 @@ def list_prices(info: Mapping[str, Any], name: str = "?") -> Prices:
     return Prices(**values)
 
 
+def same_model(info: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Two cost-map entries bill alike: same provider, mode and list prices."""
+    if other is info:
+        return True
+    if (other.get("litellm_provider"), other.get("mode")) != (info.get("litellm_provider"), info.get("mode")):
+        return False
+    try:
+        return list_prices(other) == list_prices(info)
+    except (PricingError, ValueError):
+        return False
+
+
+def litellm_aliases(upstream: str, cost_map: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Other ids LiteLLM has for the model `upstream`: its alias rows (`claude-sonnet-latest`, which
+    LiteLLM serves as the very same entry) and dated snapshots (`claude-haiku-4-5-20251001`) at the
+    same prices. A snapshot priced apart (gpt-4o-2024-05-13) is a different model, never an alias."""
+    info = cost_map[upstream]
+    found = []
+    for key, other in cost_map.items():
+        if key == upstream or "/" in key:  # provider-routed ids ("azure/…") are not the provider's own
+            continue
+        if other is info or (is_snapshot_of(key, upstream) and same_model(info, other)):
+            found.append(key)
+    return sorted(found)
+
+
 # --- proposing a catalog -------------------------------------------------------------------------
 
 
@@ -254,6 +293,8 @@ def sell_prices(listed: Prices, multiplier: Decimal, decimals: int, explicit: Ma
 def propose_catalog(markup: Markup, cost_map: Mapping[str, Mapping[str, Any]]) -> list[CatalogModel]:
     """The catalog the markup and LiteLLM's cost map call for, in markup order."""
     proposed = []
+    # Names finance gave keep them; a LiteLLM alias two models could claim goes to the first.
+    taken = {rule.name for rule in markup.models} | {alias for rule in markup.models for alias in rule.aliases}
     for rule in markup.models:
         info = cost_map.get(rule.upstream)
         if info is None:
@@ -281,6 +322,8 @@ def propose_catalog(markup: Markup, cost_map: Mapping[str, Mapping[str, Any]]) -
             raise PricingError(f"{rule.name}: default_output_tokens {default_out} exceeds max_output_tokens {max_out}")
 
         multiplier = markup.multiplier(rule, provider)
+        derived = [alias for alias in litellm_aliases(rule.upstream, cost_map) if alias not in taken]
+        taken.update(derived)
         proposed.append(
             CatalogModel(
                 name=rule.name,
@@ -292,6 +335,7 @@ def propose_catalog(markup: Markup, cost_map: Mapping[str, Mapping[str, Any]]) -
                 max_output_tokens=max_out,
                 default_output_tokens=default_out,
                 created=rule.created if rule.created is not None else DEFAULT_CREATED,
+                aliases=rule.aliases + tuple(derived),
             )
         )
     return proposed
@@ -316,7 +360,9 @@ CATALOG_HEADER = """\
 # Model keys: provider (openai | anthropic), mode (chat | embedding | image_generation),
 #   upstream (model id sent upstream), max_output_tokens (cap when estimating a request's output),
 #   default_output_tokens (output estimate when a request sets no max_tokens),
-#   created (optional unix timestamp shown on /v1/models).
+#   created (optional unix timestamp shown on /v1/models),
+#   aliases (other ids of the same model at the same price, billed and recorded as the model;
+#   a dated snapshot `<upstream>-20251001` is sent upstream as asked, any other alias as `upstream`).
 """
 
 
@@ -333,6 +379,8 @@ def render_catalog(models: Iterable[CatalogModel], version: str | None = None) -
         out.append(f"default_output_tokens = {m.default_output_tokens}")
         if m.created != DEFAULT_CREATED:
             out.append(f"created = {m.created}")
+        if m.aliases:
+            out.append(f"aliases = [{', '.join(_toml_str(alias) for alias in m.aliases)}]")
         for table, prices in (("sell", m.sell), ("list", m.list)):
             out.append(f"\n[{key}.{table}]")
             for name, price in prices_dict(prices).items():
@@ -378,6 +426,7 @@ def model_fields(model: CatalogModel) -> dict[str, Any]:
         "max_output_tokens": model.max_output_tokens,
         "default_output_tokens": model.default_output_tokens,
         "created": model.created,
+        "aliases": " ".join(model.aliases) or None,
     }
     for table, prices in (("sell", model.sell), ("list", model.list)):
         for name, price in prices_dict(prices).items():
@@ -454,6 +503,7 @@ def check_models(
                 missing = [f for f in IMAGE_PRICE_FIELDS if getattr(prices, f) is None]
                 if missing:
                     problems.append(f"{m.name}: image model without image-token prices ({table}: {', '.join(missing)})")
+        problems += alias_problems(m, info, cost_map)
         try:
             litellm_list = list_prices(info, m.name)
         except (PricingError, ValueError) as exc:
@@ -478,6 +528,21 @@ def check_models(
                 shown = price_str(current) if current is not None else "missing"
                 notes.append(f"{m.name}: list.{name} is {shown}, LiteLLM now says {price_str(price)}")
     return problems, notes
+
+
+def alias_problems(m: CatalogModel, info: Mapping[str, Any], cost_map: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """An alias is billed at the model's prices: LiteLLM must not know it as a model priced apart,
+    and a dated snapshot (sent upstream as asked) must be one LiteLLM knows."""
+    problems = []
+    for alias in m.aliases:
+        other = cost_map.get(alias)
+        if other is None and is_snapshot_of(alias, m.upstream):
+            problems.append(f"{m.name}: alias {alias!r} is sent upstream as is, but LiteLLM does not know it")
+        elif other is not None and not same_model(info, other):
+            problems.append(
+                f"{m.name}: alias {alias!r} is another model in LiteLLM (provider, mode or list prices differ)"
+            )
+    return problems
 
 
 def run_check(catalog_path: str | Path, cost_map: Mapping[str, Mapping[str, Any]] | None = None) -> int:

@@ -1,12 +1,14 @@
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from relay.catalog import DEFAULT_CREATED, CatalogError, find_line, load_catalog, parse_catalog
+from relay.catalog import DEFAULT_CREATED, Catalog, CatalogError, find_line, is_snapshot_of, load_catalog, parse_catalog
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pricing" / "catalog.toml"
-MODELS = {
+# The models the catalog carried before the current generations were added: none may go.
+EARLIER = {
     "gpt-5.5",
     "gpt-5",
     "gpt-5-mini",
@@ -19,6 +21,14 @@ MODELS = {
     "text-embedding-3-large",
     "gpt-image-2",
 }
+CURRENT = {
+    "gpt-6.1-sol", "gpt-6.1-terra", "gpt-6-astra", "gpt-6-sol", "gpt-6-luna",
+    "gpt-5.6", "gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-5.4", "gpt-5.4-mini",
+    "claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-fable-5-1", "claude-fable-5",
+    "claude-opus-5", "claude-sonnet-5", "claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6",
+    "gpt-image-2.6-flare", "gpt-image-2.6-sunburst", "gpt-image-2.5-flare", "gpt-image-2.5-sunburst",
+}
+MODELS = EARLIER | CURRENT
 
 GOOD = """\
 # test catalog
@@ -89,6 +99,103 @@ def test_shipped_catalog_loads_all_models():
     assert (image.list.input, image.list.cached_input) == (Decimal(5), Decimal("1.25"))
     assert catalog.get("text-embedding-3-small").sell.output == 0
     assert catalog.get("nope") is None
+
+
+def test_shipped_catalog_resolves_what_claude_code_asks_for():
+    catalog = load_catalog(SHIPPED)
+    for asked, public in [
+        ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+        ("claude-opus-4-8", "claude-opus-4-8"),
+        ("claude-sonnet-5", "claude-sonnet-5"),
+        ("claude-opus-4-5-20251101", "claude-opus-4-5"),
+        ("claude-sonnet-latest", "claude-sonnet-5-5"),
+        ("gpt-5.5-2026-04-23", "gpt-5.5"),
+        ("gpt-mini-latest", "gpt-5.4-mini"),
+        ("gpt-image-2-2026-04-21", "gpt-image-2"),
+    ]:
+        model = catalog.get(asked)
+        assert model is not None and model.name == public, asked
+        entry = catalog.models[public]
+        assert (model.sell, model.list, model.provider, model.mode) == (entry.sell, entry.list, entry.provider, entry.mode)
+        assert asked == public or asked in entry.aliases
+    assert catalog.get("claude-sonnet-4-5-20250929") is None  # claude-sonnet-4-5 retired 2026-11-30: no entry
+    assert catalog.get("gpt-4o-2024-05-13") is None  # a snapshot priced apart is another model
+    assert "gpt-4o-2024-11-20" in catalog.models["gpt-4o"].aliases
+
+
+def test_snapshot_alias_is_sent_upstream_as_asked_other_aliases_as_the_entry():
+    catalog = load_catalog(SHIPPED)
+    assert catalog.get("claude-haiku-4-5-20251001").upstream == "claude-haiku-4-5-20251001"  # the caller's pin
+    assert catalog.get("gpt-4o-2024-11-20").upstream == "gpt-4o-2024-11-20"
+    # a -latest pointer may move before the catalog does: send the id whose price is the entry's
+    assert catalog.get("claude-sonnet-latest").upstream == "claude-sonnet-5-5"
+    assert catalog.get("claude-haiku-4-5").upstream == "claude-haiku-4-5"
+
+
+def test_aliases_are_unique_across_the_shipped_catalog():
+    catalog = load_catalog(SHIPPED)
+    aliases = [a for m in catalog.models.values() for a in m.aliases]
+    assert len(aliases) == len(set(aliases)) and not set(aliases) & set(catalog.models)
+    assert set(catalog.aliases) == set(aliases)
+
+
+@pytest.mark.parametrize(
+    ("alias", "upstream", "expected"),
+    [
+        ("claude-haiku-4-5-20251001", "claude-haiku-4-5", True),
+        ("gpt-5.5-2026-04-23", "gpt-5.5", True),
+        ("claude-sonnet-latest", "claude-sonnet-5-5", False),
+        ("gpt-4o-mini", "gpt-4o", False),
+        ("gpt-4o-2024-11", "gpt-4o", False),
+        ("gpt-4o2024-11-20", "gpt-4o", False),
+    ],
+)
+def test_is_snapshot_of(alias, upstream, expected):
+    assert is_snapshot_of(alias, upstream) is expected
+
+
+def with_aliases(gpt4o: str, image: str | None = None) -> str:
+    text = GOOD.replace('max_output_tokens = 16384\n', f"max_output_tokens = 16384\naliases = {gpt4o}\n")
+    if image is not None:
+        text = text.replace("created = 1700000000\n", f"created = 1700000000\naliases = {image}\n")
+    return text
+
+
+def test_alias_resolves_to_the_entry():
+    catalog = parse_catalog(with_aliases('["gpt-4o-2024-08-06", "my-4o"]'))
+    gpt4o = catalog.get("gpt-4o")
+    assert gpt4o.aliases == ("gpt-4o-2024-08-06", "my-4o")
+    pinned, named = catalog.get("gpt-4o-2024-08-06"), catalog.get("my-4o")
+    assert pinned.name == named.name == "gpt-4o"
+    assert pinned.sell == named.sell == gpt4o.sell and pinned.list == gpt4o.list
+    assert pinned.upstream == "gpt-4o-2024-08-06" and named is gpt4o  # a name of ours goes upstream as gpt-4o
+    assert set(catalog.models) == {"gpt-4o", "gpt-image-2"}  # aliases are not listed as models
+    assert catalog == parse_catalog(with_aliases('["gpt-4o-2024-08-06", "my-4o"]'))
+
+
+def test_alias_that_is_a_model_name_is_refused():
+    err = refused(with_aliases('["gpt-image-2"]'))
+    assert err.line == 6  # the aliases line of gpt-4o
+    assert "model 'gpt-4o': alias 'gpt-image-2' is also a model name" in str(err)
+
+
+def test_alias_claimed_by_two_models_is_refused():
+    err = refused(with_aliases('["shared"]', '["shared"]'))
+    assert "model 'gpt-image-2': alias 'shared' is already an alias of model 'gpt-4o'" in str(err)
+    assert err.line == with_aliases('["shared"]', '["shared"]').splitlines().index('aliases = ["shared"]', 10) + 1
+
+
+@pytest.mark.parametrize("bad", ['"gpt-4o-2024-08-06"', "[1]", '[""]', '["x", "x"]', '["gpt-4o"]'])
+def test_bad_aliases_name_the_line(bad):
+    err = refused(with_aliases(bad))
+    assert err.line == 6 and "alias" in str(err)
+
+
+def test_catalog_built_in_code_refuses_a_clash_too():
+    catalog = parse_catalog(with_aliases('["shared"]'))
+    clashing = dict(catalog.models, **{"gpt-image-2": replace(catalog.models["gpt-image-2"], aliases=("shared",))})
+    with pytest.raises(ValueError, match="already an alias of model 'gpt-4o'"):
+        Catalog(clashing)
 
 
 def test_defaults():

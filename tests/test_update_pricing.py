@@ -157,4 +157,99 @@ def test_cli_check_subprocess():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "catalog OK: 11 models" in result.stdout
+    assert f"catalog OK: {len(load_catalog(CATALOG))} models" in result.stdout
+
+
+# --- aliases ---------------------------------------------------------------------------------------
+
+
+def test_litellm_aliases_are_same_priced_snapshots_and_alias_rows(cost_map):
+    assert up.litellm_aliases("claude-haiku-4-5", cost_map) == ["claude-haiku-4-5-20251001"]
+    # gpt-4o-2024-05-13 is priced apart: another model, not an alias
+    assert up.litellm_aliases("gpt-4o", cost_map) == ["gpt-4o-2024-08-06", "gpt-4o-2024-11-20"]
+    assert up.litellm_aliases("claude-sonnet-5-5", cost_map) == ["claude-sonnet-latest"]  # LiteLLM's alias_of row
+    assert up.litellm_aliases("claude-opus-4-8", cost_map) == []
+
+
+def test_plain_cost_map_aliases():
+    info = {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    cost_map = {
+        "m": info,
+        "m-latest": info,  # an alias row: the same entry
+        "m-2026-01-02": dict(info),
+        "m-20260103": dict(info, output_cost_per_token=3e-06),  # priced apart
+        "m-2026-01-04": dict(info, litellm_provider="azure"),
+        "m-mini": dict(info),  # another model that happens to cost the same
+        "azure/m": info,
+    }
+    assert up.litellm_aliases("m", cost_map) == ["m-2026-01-02", "m-latest"]
+
+
+def add_to_model(markup: Path, model: str, line: str) -> None:
+    edit_section(markup, f'[models."{model}"]\n', f'[models."{model}"]\n', f'[models."{model}"]\n{line}\n')
+
+
+def test_markup_alias_is_written_resolved_and_checked(files, cost_map, capsys):
+    catalog, markup = files
+    add_to_model(markup, "claude-haiku-4-5", 'aliases = ["claude-3-5-haiku-latest"]')
+    assert up.run_update(catalog, markup, write=True, cost_map=cost_map) == 0
+    loaded = load_catalog(catalog)
+    # finance's names first, then LiteLLM's own
+    assert loaded.models["claude-haiku-4-5"].aliases == ("claude-3-5-haiku-latest", "claude-haiku-4-5-20251001")
+    resolved = loaded.get("claude-3-5-haiku-latest")
+    assert resolved.name == "claude-haiku-4-5" and resolved.upstream == "claude-haiku-4-5"
+    assert "claude-3-5-haiku-latest" in capsys.readouterr().out  # the diff shows it
+    assert up.run_check(catalog, cost_map) == 0
+
+
+def test_markup_alias_clash_names_the_line(files, cost_map, capsys):
+    _, markup = files
+    add_to_model(markup, "gpt-4o", 'aliases = ["gpt-4o-mini"]')
+    line = markup.read_text().splitlines().index('aliases = ["gpt-4o-mini"]') + 1
+    assert up.run_update(CATALOG, markup, cost_map=cost_map) == 1
+    assert f"{markup} line {line}: model 'gpt-4o': alias 'gpt-4o-mini' is also a model name" in capsys.readouterr().err
+
+
+def test_markup_alias_claimed_twice_is_refused(files, cost_map, capsys):
+    _, markup = files
+    add_to_model(markup, "gpt-4o", 'aliases = ["house-model"]')
+    add_to_model(markup, "gpt-5", 'aliases = ["house-model"]')
+    assert up.run_update(CATALOG, markup, cost_map=cost_map) == 1
+    assert "alias 'house-model' is already an alias of model 'gpt-5'" in capsys.readouterr().err
+
+
+def test_write_refuses_an_alias_priced_apart(files, cost_map, capsys):
+    catalog, markup = files
+    add_to_model(markup, "gpt-4o", 'aliases = ["gpt-4o-2024-05-13"]')
+    before = catalog.read_text()
+    assert up.run_update(catalog, markup, write=True, cost_map=cost_map) == 1
+    assert catalog.read_text() == before
+    assert "gpt-4o: alias 'gpt-4o-2024-05-13' is another model in LiteLLM" in capsys.readouterr().out
+
+
+def test_a_snapshot_listed_as_a_model_is_not_also_an_alias(files, cost_map):
+    catalog, markup = files
+    markup.write_text(markup.read_text() + '\n[models."gpt-4o-2024-11-20"]\n')
+    assert up.run_update(catalog, markup, write=True, cost_map=cost_map) == 0
+    loaded = load_catalog(catalog)
+    assert loaded.models["gpt-4o"].aliases == ("gpt-4o-2024-08-06",)
+    assert loaded.get("gpt-4o-2024-11-20").name == "gpt-4o-2024-11-20"
+
+
+def test_check_fails_on_alias_priced_apart_or_unknown_snapshot(files, cost_map, capsys):
+    catalog, _ = files
+    edit_section(catalog, '[models."gpt-4o"]', '"gpt-4o-2024-11-20"]', '"gpt-4o-2024-11-20", "gpt-4o-2024-05-13"]')
+    edit_section(catalog, '[models."gpt-5"]', '"gpt-5-2025-08-07"]', '"gpt-5-2025-08-07", "gpt-5-2099-01-01"]')
+    assert up.run_check(catalog, cost_map) == 1
+    err = capsys.readouterr().err
+    assert "gpt-4o: alias 'gpt-4o-2024-05-13' is another model in LiteLLM" in err
+    assert "gpt-5: alias 'gpt-5-2099-01-01' is sent upstream as is, but LiteLLM does not know it" in err
+
+
+def test_check_refuses_an_alias_clash_with_its_line(files, cost_map, capsys):
+    catalog, _ = files
+    edit_section(catalog, '[models."gpt-5"]', '"gpt-5-2025-08-07"]', '"gpt-5-2025-08-07", "gpt-4o-2024-08-06"]')
+    line = catalog.read_text().splitlines().index('aliases = ["gpt-4o-2024-08-06", "gpt-4o-2024-11-20"]') + 1
+    assert up.run_check(catalog, cost_map) == 1
+    err = capsys.readouterr().err  # gpt-5 comes first in the catalog: gpt-4o's claim is the clash
+    assert f"line {line}: model 'gpt-4o': alias 'gpt-4o-2024-08-06' is already an alias of model 'gpt-5'" in err
