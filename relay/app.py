@@ -44,7 +44,7 @@ def build_state(settings: Settings) -> RelayState:
         credentials=CredentialStore(engine, SecretBox(settings.resolved_secret_key, settings.old_secret_keys),
                                     settings.env_pool_keys()),
         limiter=build_limiter(settings.redis_url, settings.redis_prefix),
-        billing=Billing(engine, settings.hold_ttl_s),
+        billing=Billing(engine, settings.hold_ttl_s, settings.stream_checkpoint_s),
         adapters=ADAPTERS,
     )
 

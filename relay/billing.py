@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Callable
 
 import anyio.to_thread
 from sqlalchemy import Engine
@@ -64,11 +64,15 @@ class Billing:
     charge and usage record is committed before the caller continues (a charge before the last
     byte of its answer leaves), batched with other requests' operations."""
 
-    def __init__(self, engine: Engine, hold_ttl_s: float) -> None:
+    def __init__(self, engine: Engine, hold_ttl_s: float, checkpoint_s: float = 5.0) -> None:
         self.engine = engine
         self.hold_ttl_s = hold_ttl_s
+        self.checkpoint_s = checkpoint_s
         self.writer = LedgerWriter(engine, hold_ttl_s)
-        self.open_holds: set[str] = set()  # this process's holds in flight, kept alive by heartbeat()
+        # This process's holds in flight, kept alive by heartbeat(); a stream's maps to its
+        # checkpoint: what it would settle with now ({"charge_nanos", "record"}), see track().
+        self.open_holds: dict[str, Callable[[], dict[str, Any]] | None] = {}
+        self._written: dict[str, int] = {}  # the charge of each stream's last written checkpoint
         self._available: dict[int, int] = {}  # account → available balance at its last hold here
 
     def covers_easily(self, account_id: int, amount_nanos: int) -> bool:
@@ -87,7 +91,7 @@ class Billing:
         op = HoldOp(caller.account_id, request_id, amount_nanos)
         try:
             await self.writer.submit(op)
-            self.open_holds.add(request_id)
+            self.open_holds.setdefault(request_id, None)
             self._saw(caller.account_id, op.available_after or 0)
         except ledger.InsufficientBalance as exc:
             self._saw(caller.account_id, exc.available_nanos)
@@ -105,26 +109,52 @@ class Billing:
         """Charge once, release the hold and write the usage record, in one transaction."""
         await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held,
                                           record))
-        self.open_holds.discard(request_id)
+        self._forget(request_id)
 
     async def abandon(self, caller: Caller, request_id: str, held: bool, record: dict[str, Any]) -> None:
         """No answer: release the hold (if one was placed) without charge, and record why."""
         await self.writer.submit(ReleaseOp(caller.account_id, request_id, held, record))
-        self.open_holds.discard(request_id)
+        self._forget(request_id)
+
+    def track(self, request_id: str, checkpoint: Callable[[], dict[str, Any]]) -> None:
+        """A held stream has started: from now on the heartbeat writes its checkpoint, so a crash
+        of this process charges what was relayed up to the last one (not nothing)."""
+        if request_id in self.open_holds:
+            self.open_holds[request_id] = checkpoint
+
+    def _forget(self, request_id: str) -> None:
+        self.open_holds.pop(request_id, None)
+        self._written.pop(request_id, None)
+
+    def _checkpoints(self) -> dict[str, dict[str, Any]]:
+        """The streams' checkpoints that moved since they were last written."""
+        due = {}
+        for request_id, checkpoint in list(self.open_holds.items()):
+            if checkpoint is None:
+                continue
+            value = checkpoint()
+            if self._written.get(request_id) != value["charge_nanos"]:
+                due[request_id] = value
+                self._written[request_id] = value["charge_nanos"]
+        return due
 
     async def heartbeat(self) -> None:
-        """Every third of the hold TTL, push back the expiry of this process's open holds: alive,
-        its holds never expire under a long request; dead (SIGKILL, power loss), they are freed
-        within one TTL plus a sweep (see sweep_expired_holds)."""
+        """Every checkpoint interval (a third of the hold TTL at most), push back the expiry of
+        this process's open holds and write its streams' checkpoints: alive, its holds never
+        expire under a long request; dead (SIGKILL, power loss), they expire within one TTL plus a
+        sweep, and a cut stream is charged for its last checkpoint (see ledger._expire)."""
         log = logging.getLogger("relay.billing")
+        every_s = min(self.hold_ttl_s / 3, self.checkpoint_s)
         while True:
-            await anyio.sleep(self.hold_ttl_s / 3)
+            await anyio.sleep(every_s)
             if not self.open_holds:
                 continue
             until = utcnow() + timedelta(seconds=self.hold_ttl_s)
             try:
-                await anyio.to_thread.run_sync(ledger.extend_holds, self.engine, list(self.open_holds), until)
+                await anyio.to_thread.run_sync(ledger.extend_holds, self.engine, list(self.open_holds), until,
+                                               self._checkpoints())
             except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeat
+                self._written.clear()  # rewrite every checkpoint next time
                 log.exception("hold heartbeat failed")
 
     async def close(self) -> None:

@@ -54,7 +54,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
 from relay.db.engine import read_scope, session_scope
-from relay.db.models import Account, Hold, LedgerEntry, utcnow
+from relay.db.models import Account, Hold, LedgerEntry, UsageRecord, utcnow
 
 __all__ = [
     "AccountNotFound",
@@ -80,6 +80,7 @@ __all__ = [
 _accounts = cast(Table, Account.__table__)
 _entries = cast(Table, LedgerEntry.__table__)
 _holds = cast(Table, Hold.__table__)
+_records = cast(Table, UsageRecord.__table__)
 
 # Entry kinds that move held_nanos rather than the balance.
 HOLD_KINDS = ("hold", "release")
@@ -438,9 +439,11 @@ def _close_hold(session: Session, request_id: str, status: str) -> Optional[tupl
     return None if row is None else (row.account_id, row.amount_nanos)
 
 
-def extend_holds(engine: Engine, request_ids: Sequence[str], until: datetime) -> int:
-    """The heartbeat of a live process: its open holds now expire at `until`. A process that dies
-    stops extending them, so they expire (and are freed) one TTL after its last heartbeat."""
+def extend_holds(engine: Engine, request_ids: Sequence[str], until: datetime,
+                 checkpoints: Optional[dict[str, dict[str, Any]]] = None) -> int:
+    """The heartbeat of a live process: its open holds now expire at `until`, and streams' holds
+    take their latest checkpoint (see _expire). A process that dies stops extending them, so
+    they expire one TTL after its last heartbeat."""
     extended = 0
     with session_scope(engine) as session:
         for start in range(0, len(request_ids), 500):  # SQLite caps the number of bound variables
@@ -448,7 +451,14 @@ def extend_holds(engine: Engine, request_ids: Sequence[str], until: datetime) ->
             extended += session.exec(
                 update(_holds).where(_holds.c.id.in_(chunk), _holds.c.status == "open").values(expires_at=until)
             ).rowcount
+        if checkpoints:
+            session.exec(_CHECKPOINT, params=[{"b_id": rid, "b_checkpoint": value}
+                                              for rid, value in checkpoints.items()])
     return extended
+
+
+_CHECKPOINT = (update(_holds).where(_holds.c.id == bindparam("b_id"), _holds.c.status == "open")
+               .values(checkpoint=bindparam("b_checkpoint")))
 
 
 def expire_holds(
@@ -460,6 +470,9 @@ def expire_holds(
 
 
 def _expire(session: Session, now: datetime, account_id: Optional[int]) -> int:
+    """Expire due holds: free their amounts and, for a stream cut by its process's death, charge
+    and record what it had relayed at its last checkpoint (exactly once: the charge is keyed like
+    settle's, which therefore ignores a late settlement of the same request)."""
     due = select(_holds.c.id).where(_holds.c.status == "open", _holds.c.expires_at <= now)
     if account_id is not None:
         due = due.where(_holds.c.account_id == account_id)
@@ -469,28 +482,33 @@ def _expire(session: Session, now: datetime, account_id: Optional[int]) -> int:
         update(_holds)
         .where(_holds.c.id.in_(due.with_for_update(skip_locked=True)), _holds.c.status == "open")
         .values(status="expired")
-        .returning(_holds.c.id, _holds.c.account_id, _holds.c.amount_nanos)
+        .returning(_holds.c.id, _holds.c.account_id, _holds.c.amount_nanos, _holds.c.checkpoint)
     ).all()
     if not rows:
         return 0
     freed: dict[int, int] = defaultdict(int)
+    charged: dict[int, int] = defaultdict(int)
+    entries, records = [], []
     for row in rows:
         freed[row.account_id] += row.amount_nanos
+        entries.append(_entry(row.account_id, "release", row.amount_nanos, row.id, now, note="expired"))
+        if row.checkpoint:
+            charge = int(row.checkpoint["charge_nanos"])
+            charged[row.account_id] += charge
+            entries.append(_entry(row.account_id, "charge", -charge, row.id, now, key=f"charge:{row.id}",
+                                  note="checkpoint"))
+            records.append({**row.checkpoint["record"], "created_at": now})
     session.exec(
         update(_accounts)
         .where(_accounts.c.id == bindparam("b_account"))
-        .values(held_nanos=_accounts.c.held_nanos - bindparam("b_freed")),
+        .values(held_nanos=_accounts.c.held_nanos - bindparam("b_freed"),
+                balance_nanos=_accounts.c.balance_nanos - bindparam("b_charged")),
         # Accounts in id order, so two sweepers lock them in the same order.
-        params=[{"b_account": a, "b_freed": freed[a]} for a in sorted(freed)],
+        params=[{"b_account": a, "b_freed": freed[a], "b_charged": charged[a]} for a in sorted(freed)],
     )
-    session.exec(
-        insert(_entries).values(
-            [
-                _entry(row.account_id, "release", row.amount_nanos, row.id, now, note="expired")
-                for row in rows
-            ]
-        )
-    )
+    session.exec(insert(_entries).values(entries))
+    if records:
+        session.exec(insert(_records), params=records)
     return len(rows)
 
 

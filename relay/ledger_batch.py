@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Optional, cast
+from typing import Any, Optional
 
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from sqlmodel import Session
 
@@ -31,8 +31,7 @@ from relay import ledger
 from relay.db.engine import session_scope
 from relay.db.models import UsageRecord, utcnow
 
-_accounts, _entries, _holds = ledger._accounts, ledger._entries, ledger._holds
-_records = cast(Table, UsageRecord.__table__)
+_accounts, _entries, _holds, _records = ledger._accounts, ledger._entries, ledger._holds, ledger._records
 
 # Built once: on the hot path, statement construction costs more than SQLite's execution.
 _CLOSE = (update(_holds).where(_holds.c.id.in_(bindparam("b_ids", expanding=True)), _holds.c.status == "open")

@@ -168,7 +168,8 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     ex.headers.update(dispatched.headers)
     if call.stream:
         settle = lambda usage, outcome: _settle(state, ex, call, model, source, usage, outcome)  # noqa: E731
-        return relay_stream(state, ex, call, model, adapter, dispatched, settle, op, source)
+        checkpoint = (lambda usage: _checkpoint(ex, call, model, source, op, usage)) if ex.held else None  # noqa: E731
+        return relay_stream(state, ex, call, model, adapter, dispatched, settle, op, source, checkpoint)
 
     usage = adapter.usage(call, dispatched.result)
     charge = price(model, usage, caller, source)
@@ -214,6 +215,20 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
         state.spawn(state.limiter.settle(str(caller.account_id), ex.reservation, usage.total_tokens))
     record = _record(ex, call, model, source, usage, charge, outcome)
     await state.billing.settle(caller, ex.id, ex.held, charge, record)
+
+
+def _checkpoint(ex: Exchange, call: Call, model: CatalogModel, source: str, op: Operation,
+                usage: Usage) -> dict[str, Any]:
+    """What a held stream would be charged and recorded with if this process died now: the
+    heartbeat writes it on the hold, and the hold's expiry applies it (ledger._expire)."""
+    caller = ex.caller
+    assert caller is not None
+    charge = price(model, usage, caller, source)
+    outcome = Outcome(route=op.name, status="interrupted", http_status=200, latency_ms=ex.elapsed_ms(),
+                      error="relay_process_lost")
+    record = _record(ex, call, model, source, usage, charge, outcome)
+    del record["created_at"]  # stamped when it is applied; the hold keeps it as JSON
+    return {"charge_nanos": charge.cost_nanos, "record": record}
 
 
 async def _abandon(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     upstream_retries: int = 2
     # A live process extends its holds every third of this (heartbeat); a dead one's expire.
     hold_ttl_s: float = 45.0
+    # How often a stream's progress is written with the heartbeat: a stream cut by a crash of the
+    # relay is charged for what it had relayed at its last checkpoint (see relay.billing).
+    stream_checkpoint_s: float = 5.0
     auth_cache_ttl_s: float = 5.0
     # Starter balance (USD, decimal string) given to the `dev` account `make run` creates.
     dev_starter_balance_usd: str = "5"

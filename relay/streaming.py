@@ -25,8 +25,11 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispatched: Any,
-                 settle: Callable[[Usage, Outcome], Awaitable[None]], op: Any, source: str) -> StreamingResponse:
+                 settle: Callable[[Usage, Outcome], Awaitable[None]], op: Any, source: str,
+                 checkpoint: Callable[[Usage], dict[str, Any]] | None = None) -> StreamingResponse:
     reader = adapter.reader(call, dispatched.target)
+    if checkpoint is not None:  # the heartbeat writes what was relayed so far (crash insurance)
+        state.billing.track(ex.id, lambda: checkpoint(final_usage(reader, call)))
 
     async def body() -> AsyncIterator[bytes]:
         status, http_status, error_code, ttft_ms = "cancelled", 200, None, None

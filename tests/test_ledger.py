@@ -31,6 +31,7 @@ from relay.ledger import (
     charge_without_hold,
     check_invariant,
     expire_holds,
+    extend_holds,
     place_hold,
     release,
     settle,
@@ -332,6 +333,37 @@ def test_expiry_frees_holds_exactly_once(engine: Engine, new_account: Callable[.
     assert account_balance(engine, acct) == BalanceView(880, 0, 880)
     assert entries(engine, acct, req) == [("hold", 300), ("release", 300), ("charge", -120)]
     assert check_invariant(engine, acct, now=T0 + timedelta(seconds=61)) == []
+
+
+def test_expiry_charges_a_streams_last_checkpoint_once(engine: Engine, new_account: Callable[..., int]) -> None:
+    """A stream's process died: its hold expires with the checkpoint its heartbeat last wrote,
+    which is charged and recorded in the same transaction; the later checkpoint that never got
+    written, and a late settle, change nothing."""
+    acct = new_account(1000)
+    req, plain = rid(), rid()
+    place_hold(engine, acct, req, 300, ttl_s=60, now=T0)
+    place_hold(engine, acct, plain, 200, ttl_s=60, now=T0)
+
+    def checkpoint(cost: int) -> dict[str, Any]:
+        return {"charge_nanos": cost, "record": {
+            "id": req, "account_id": acct, "route": "chat", "model": "m", "provider": "openai", "source": "pool",
+            "usage": {"input_tokens": 5, "output_tokens": 3, "estimated": True}, "cost_nanos": cost,
+            "list_cost_nanos": cost // 2, "status": "interrupted", "http_status": 200, "latency_ms": 900}}
+
+    assert extend_holds(engine, [req, plain], T0 + timedelta(seconds=90), {req: checkpoint(40)}) == 2
+    assert extend_holds(engine, [req], T0 + timedelta(seconds=120), {req: checkpoint(90)}) == 1
+    assert expire_holds(engine, now=T0 + timedelta(seconds=91), account_id=acct) == 1  # `plain` only
+    assert expire_holds(engine, now=T0 + timedelta(seconds=121), account_id=acct) == 1
+    assert account_balance(engine, acct) == BalanceView(910, 0, 910)
+    assert entries(engine, acct, req) == [("hold", 300), ("release", 300), ("charge", -90)]
+    assert entries(engine, acct, plain) == [("hold", 200), ("release", 200)]
+    assert settle(engine, req, 250).already_settled  # the process was not dead after all: too late
+    with Session(engine) as session:
+        record = session.get(UsageRecord, req)
+        assert (record.cost_nanos, record.status, record.usage["output_tokens"]) == (90, "interrupted", 3)
+        assert session.get(UsageRecord, plain) is None
+    assert account_balance(engine, acct) == BalanceView(910, 0, 910)
+    assert check_invariant(engine, acct) == []
 
 
 def test_concurrent_expired_settles_charge_once(engine: Engine, new_account: Callable[..., int]) -> None:

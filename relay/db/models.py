@@ -86,6 +86,9 @@ class Hold(SQLModel, table=True):
     status: str = Field(default="open", index=True)  # open | settled | released | expired
     expires_at: datetime = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # A stream's progress, written by its process's heartbeat: {"charge_nanos", "record"}, what
+    # is charged and recorded if the process dies and the hold expires (migration 0004).
+    checkpoint: Optional[dict] = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class UsageRecord(SQLModel, table=True):

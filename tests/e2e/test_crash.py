@@ -1,7 +1,8 @@
 """A relay process killed with SIGKILL under 200 concurrent requests (half of them streams) loses no
 money: every answer a client received in full was charged and recorded before its last byte left,
-nobody is charged twice, the books balance, and the dead process's holds are freed within a minute
-of its last heartbeat (here a 4 s hold TTL, so the test is quick)."""
+a stream cut by the crash is charged for what it had relayed at its last checkpoint, nobody is
+charged twice, the books balance, and the dead process's holds are freed within a minute of its
+last heartbeat (here a 4 s hold TTL and 0.2 s checkpoints, so the test is quick)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,32 @@ from sqlmodel import Session, select
 
 from relay import ledger
 from relay.db.models import Hold, LedgerEntry, UsageRecord
+from relay.tokens import count_text
+from tests.sse import data_events
 
 PLAIN = {"model": "gpt-4o-mini", "max_tokens": 64, "messages": [{"role": "user", "content": "crash test"}]}
 STREAM = {**PLAIN, "stream": True, "stream_options": {"include_usage": True}}
 
 
+RECEIVED: dict[str, str] = {}  # request id → the text of a stream's deltas the client received
+
+
 async def one(client: httpx.AsyncClient, url: str, key: str, body: dict) -> tuple[str | None, bool]:
     """(request id, whether the whole answer arrived)."""
+    request_id, chunks = None, []
     try:
         async with client.stream("POST", url + "/v1/chat/completions", json=body,
                                  headers={"Authorization": f"Bearer {key}"}) as response:
             request_id = response.headers.get("x-request-id")
-            raw = b"".join([chunk async for chunk in response.aiter_bytes()])
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
     except httpx.HTTPError:
-        return None, False
-    if response.status_code != 200:
+        pass
+    raw = b"".join(chunks)
+    if body.get("stream") and request_id:
+        RECEIVED[request_id] = "".join(choice["delta"].get("content") or ""
+                                       for event in data_events(raw) for choice in event.get("choices", []))
+    if request_id is None or response.status_code != 200:
         return request_id, False
     if body.get("stream"):
         return request_id, raw.rstrip().endswith(b"data: [DONE]")
@@ -61,8 +73,8 @@ def test_sigkill_under_load(relay, make_account, emulator, spawn_relay) -> None:
     engine = relay.state.engine
     account = make_account(balance="100")
     start = ledger.account_balance(engine, account.id).balance_nanos
-    emulator.set_mode("slow", delay=0.06)  # answers take about a second: many are in flight at once
-    victim = spawn_relay(RELAY_HOLD_TTL_S="4").start()
+    emulator.set_mode("slow", delay=0.1)  # answers take over a second: many are in flight at once
+    victim = spawn_relay(RELAY_HOLD_TTL_S="4", RELAY_STREAM_CHECKPOINT_S="0.2").start()
     results = asyncio.run(load_then_kill(victim.url, account.key, victim.process.kill))
     complete = [request_id for request_id, whole in results if whole]
     cut = [request_id for request_id, whole in results if not whole]
@@ -86,6 +98,18 @@ def test_sigkill_under_load(relay, make_account, emulator, spawn_relay) -> None:
         assert request_id in records and records[request_id].status == "ok", request_id
         assert charged.count(request_id) == 1, request_id
     assert len(charged) == len(set(charged))  # nobody charged twice
+    # Cut streams that had passed a checkpoint are charged for it, never for more than the client
+    # received (+1 token: tiktoken on a prefix may split its last word differently).
+    checkpointed = [r for r in cut if r in records and records[r].status == "interrupted"]
+    assert checkpointed, "no stream cut by the crash was charged at its checkpoint"
+    for request_id in checkpointed:
+        record = records[request_id]
+        assert request_id in charged and record.cost_nanos > 0, record
+        if record.usage["estimated"]:  # counted from the relayed text: a prefix of what arrived
+            assert record.usage["output_tokens"] <= count_text(RECEIVED[request_id]) + 1, request_id
+        else:  # the provider's usage had come: the text was relayed whole, the cut came after it
+            assert RECEIVED[request_id], request_id
+    assert any(records[r].usage["output_tokens"] > 0 for r in checkpointed), "checkpoints charge relayed output"
     assert sum(-c.amount_nanos for c in charges) == start - view.balance_nanos == sum(
         records[r].cost_nanos for r in charged)
     assert open_holds == [] and ledger.check_invariant(engine, account.id) == []
