@@ -97,7 +97,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
     def api(source: str) -> list:
         """The same routes under /v1 (pool) and /byok/v1 (BYOK): only the credential source differs."""
         return [*inference_routes(INFERENCE_OPERATIONS, source),
-                Route("/models", models.models_endpoint(source), methods=["GET"]),
+                *models.routes(source),
                 Route("/usage", usage.usage, methods=["GET"])]
 
     routes = [

@@ -18,15 +18,6 @@ from tests.e2e.byok_support import add_credential, auth, fresh_key
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 
 
-@pytest.fixture
-def retrieve_route(relay, request) -> None:  # type: ignore[no-untyped-def]
-    """GET /models/{id} needs relay/app.py to mount relay.routes.models.routes(source); until it does,
-    the tests that use it are expected failures (they run, and pass as soon as it is mounted)."""
-    v1 = next(route for route in relay.app.routes if getattr(route, "path", "") == "/v1")
-    if not any(getattr(route, "path", "").startswith("/models/") for route in v1.routes):
-        request.applymarker(pytest.mark.xfail(reason="relay/app.py does not mount GET /v1/models/{id} yet"))
-
-
 def chat_names(relay) -> list[str]:  # type: ignore[no-untyped-def]
     return [m.name for m in relay.state.catalog.models.values() if m.mode == "chat"]
 
@@ -46,7 +37,7 @@ def test_openai_sdk_lists_every_model_once_with_its_aliases(relay, openai_client
         assert required in ids
 
 
-def test_openai_sdk_retrieves_a_model_and_an_alias(relay, openai_client, retrieve_route) -> None:
+def test_openai_sdk_retrieves_a_model_and_an_alias(relay, openai_client) -> None:
     gpt = openai_client.models.retrieve("gpt-5.6")
     assert (gpt.id, gpt.object, gpt.owned_by) == ("gpt-5.6", "model", "openai")
     assert gpt.model_extra["pricing_per_1m"]["input"] == decimal_str(relay.state.catalog.get("gpt-5.6").sell.input)
@@ -56,7 +47,7 @@ def test_openai_sdk_retrieves_a_model_and_an_alias(relay, openai_client, retriev
     assert openai_client.models.retrieve("gpt-mini-latest").id == "gpt-5.4-mini"
 
 
-def test_openai_sdk_unknown_model_is_a_404_in_openai_shape(openai_client, retrieve_route) -> None:
+def test_openai_sdk_unknown_model_is_a_404_in_openai_shape(openai_client) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
         openai_client.models.retrieve("gpt-nonexistent-9")
     error = raised.value.body
@@ -64,7 +55,7 @@ def test_openai_sdk_unknown_model_is_a_404_in_openai_shape(openai_client, retrie
     assert "gpt-nonexistent-9" in error["message"]
 
 
-def test_retrieve_is_public_but_a_sent_key_must_be_valid(relay, retrieve_route) -> None:
+def test_retrieve_is_public_but_a_sent_key_must_be_valid(relay) -> None:
     assert httpx.get(relay.url + "/v1/models/claude-sonnet-5").json()["id"] == "claude-sonnet-5"
     bad = httpx.get(relay.url + "/v1/models/claude-sonnet-5", headers={"Authorization": "Bearer sk-rr-nope"})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
@@ -102,15 +93,14 @@ def test_anthropic_list_before_id_and_bad_cursors(relay, account) -> None:
         assert refused.json()["type"] == "error" and refused.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_anthropic_sdk_retrieves_a_model_and_an_alias(anthropic_client, retrieve_route) -> None:
+def test_anthropic_sdk_retrieves_a_model_and_an_alias(anthropic_client) -> None:
     model = anthropic_client.models.retrieve("claude-haiku-4-5-20251001")
     assert (model.type, model.id, model.display_name) == ("model", "claude-haiku-4-5", "Claude Haiku 4.5")
     assert isinstance(model.created_at, datetime)
     assert anthropic_client.models.retrieve("claude-sonnet-latest").id == "claude-sonnet-5-5"
 
 
-def test_anthropic_sdk_unknown_model_is_a_404_in_anthropic_shape(relay, account, anthropic_client,
-                                                                  retrieve_route) -> None:
+def test_anthropic_sdk_unknown_model_is_a_404_in_anthropic_shape(relay, account, anthropic_client) -> None:
     with pytest.raises(anthropic.NotFoundError) as raised:
         anthropic_client.models.retrieve("claude-sonnet-4-5-20250929")  # retired: not in the catalog
     assert raised.value.body["type"] == "error" and raised.value.body["error"]["type"] == "not_found_error"
@@ -133,7 +123,7 @@ def test_anthropic_caller_gets_anthropic_errors_and_rate_limit_headers(relay, ac
 # --- /byok/v1 --------------------------------------------------------------------------------------
 
 
-def test_byok_retrieve_shows_only_the_callers_providers(relay, make_account, retrieve_route) -> None:
+def test_byok_retrieve_shows_only_the_callers_providers(relay, make_account) -> None:
     account = make_account()
     url = relay.url + "/byok/v1/models/"
     assert httpx.get(url + "claude-opus-4-8").status_code == 401  # per caller: a key is required
