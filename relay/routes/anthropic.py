@@ -1,14 +1,17 @@
-"""Anthropic-compatible inference routes. Mounted twice: /v1 (pool) and /byok/v1 (BYOK)."""
+"""Anthropic-compatible inference routes. Mounted twice: /v1 (pool) and /byok/v1 (BYOK).
+
+The query string is not read: the Anthropic SDKs' beta namespace (which Claude Code uses) posts to
+`/v1/messages?beta=true`, and the body and `anthropic-beta` header already say everything.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from starlette.requests import Request
 
 from relay.call import Call
 from relay.pipeline import Operation
-from relay.schemas.anthropic import CountTokensRequest, MessagesRequest
-from relay.schemas.body import read_json_sized, validate
+from relay.schemas.anthropic import check_messages_request
+from relay.schemas.body import read_json_sized
 from relay.settings import Settings
 from relay.tokens import count_messages_prompt, precount
 
@@ -16,27 +19,27 @@ from relay.tokens import count_messages_prompt, precount
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
-async def _parse(request: Request, settings: Settings, operation: str, schema: type[BaseModel]) -> Call:
+async def _parse(request: Request, settings: Settings, operation: str) -> Call:
     body, size = await read_json_sized(request, settings.max_body_bytes)
-    parsed = validate(schema, body)
+    fields = check_messages_request(body, need_max_tokens=operation == "messages")
     return Call(
         operation=operation,
         protocol="anthropic",
-        model=parsed.model,  # type: ignore[attr-defined]
+        model=fields.model,
         body=body,
-        stream=bool(getattr(parsed, "stream", False)),
+        stream=fields.stream,
         prompt_tokens=await precount(count_messages_prompt, body, size),
-        max_output_tokens=getattr(parsed, "max_tokens", None),
+        max_output_tokens=fields.max_tokens,
         forward_headers={name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers},
     )
 
 
 async def parse_messages(request: Request, settings: Settings) -> Call:
-    return await _parse(request, settings, "messages", MessagesRequest)
+    return await _parse(request, settings, "messages")
 
 
 async def parse_count_tokens(request: Request, settings: Settings) -> Call:
-    return await _parse(request, settings, "count_tokens", CountTokensRequest)
+    return await _parse(request, settings, "count_tokens")
 
 
 MESSAGES = Operation("messages", "anthropic", ("chat",), parse_messages)

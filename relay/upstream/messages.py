@@ -3,6 +3,11 @@ to the Responses API and back by LiteLLM's Messages ↔ Responses adapter (relay
 
 Pass-through: the client's body and its anthropic-version / anthropic-beta headers go to Anthropic
 with only the model id rewritten; the answer comes back as sent, with the public model name.
+
+`system` entries inside `messages` (Claude Code sends them) go to Claude as they are. For GPT the
+adapter keeps each where it was, as a system input item (the Responses API takes system messages
+anywhere in `input`) rather than folding it into the leading instructions: folded, every new one
+would change the prompt's prefix and defeat OpenAI's prompt cache for the whole conversation.
 """
 
 from __future__ import annotations

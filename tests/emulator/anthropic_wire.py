@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from .common import Call, Event, Reply, SSEStream, error_response, new_id, response_headers
-from .tokens import (MESSAGE_TOKENS, canonical, content_tokens, example_arguments, plain_text, prompt_tokens,
-                     reply_text, split_chunks, text_tokens, thinking_text, tool_reply_text, tools_tokens)
+from .tokens import (MESSAGE_TOKENS, canonical, content_tokens, example_arguments, example_value, plain_text,
+                     prompt_tokens, reply_text, split_chunks, text_tokens, thinking_text, tool_reply_text,
+                     tools_tokens)
 
 
 @dataclass
@@ -37,33 +39,89 @@ def plan_blocks(body: dict[str, Any]) -> list[Block]:
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     last_user = users[-1] if users else {}
     blocks: list[Block] = []
-    user_text = plain_text([b for b in user_blocks(last_user) if isinstance(b, dict) and b.get("type") == "text"])
+    user_text = own_words(user_blocks(last_user))
     thinking = body.get("thinking") or {}
     if thinking.get("type") in ("enabled", "adaptive"):
         text = thinking_text(user_text)
         signature = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
         blocks.append(Block("thinking", {"type": "thinking", "thinking": text, "signature": signature}))
     results = [b for b in user_blocks(last_user) if isinstance(b, dict) and b.get("type") == "tool_result"]
-    tool = pick_tool(body.get("tools"), body.get("tool_choice"))
+    call = tool_call(body.get("tools"), body.get("tool_choice"), user_text)
     if results:
         blocks.append(Block("text", {"type": "text", "text": tool_reply_text(plain_text(results[-1].get("content")))}))
-    elif tool:
-        tool_input = example_arguments(tool.get("input_schema") or {})
-        blocks.append(Block("tool_use", {"type": "tool_use", "id": new_id("toolu_"), "name": tool["name"],
-                                         "input": tool_input}))
+    elif call:
+        name, tool_input = call
+        blocks.append(Block("tool_use", {"type": "tool_use", "id": new_id("toolu_"), "name": name, "input": tool_input}))
     else:
         blocks.append(Block("text", {"type": "text", "text": reply_text(user_text)}))
     return blocks
 
 
-def pick_tool(tools: Any, tool_choice: Any) -> dict[str, Any] | None:
+# Claude Code wraps context it adds to a user turn in these; they are not the user's words.
+SYSTEM_REMINDER = "<system-reminder>"
+# `name=value` or `name="a value"` in a prompt: a tool argument asked for by the test.
+ARGUMENT = re.compile(r"""(?<![\w-])([A-Za-z_]\w*)=(?:"([^"]*)"|'([^']*)'|(\S+))""")
+
+
+def own_words(content: Any) -> str:
+    """The text of a user turn (Anthropic text blocks or Responses input_text parts), without
+    Claude Code's <system-reminder> blocks; the reminders alone when that is all there is."""
+    if not isinstance(content, list):
+        return plain_text(content)
+    texts = [b for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)]
+    own = [b for b in texts if not b["text"].lstrip().startswith(SYSTEM_REMINDER)]
+    return plain_text(own or texts)
+
+
+def mentioned_tool(tools: list[dict[str, Any]], text: str) -> dict[str, Any] | None:
+    """The tool whose name the prompt mentions first, as a whole word ("use the Read tool")."""
+    found = [(m.start(), t) for t in tools
+             if (m := re.search(rf"(?<![\w-]){re.escape(t['name'])}(?![\w-])", text))]
+    return min(found, key=lambda hit: hit[0])[1] if found else None
+
+
+def prompt_arguments(schema: Any, text: str) -> dict[str, Any]:
+    """Arguments for a tool the prompt asked for: its required properties (example values), and
+    every `property=value` the prompt gives, typed per the schema. Optional properties stay out,
+    so e.g. Claude Code's Bash tool is not asked to run in the background."""
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    required = schema.get("required", []) if isinstance(schema, dict) else []
+    args = {name: example_value(props.get(name)) for name in required if name in props}
+    for match in ARGUMENT.finditer(text):
+        name, value = match.group(1), next(g for g in match.groups()[1:] if g is not None)
+        if name in props:
+            args[name] = typed_value(props[name], value)
+    return args
+
+
+def typed_value(spec: Any, value: str) -> Any:
+    kind = spec.get("type") if isinstance(spec, dict) else "string"
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+        if kind in ("array", "object"):
+            return json.loads(value)
+    except ValueError:
+        return value
+    return value.lower() == "true" if kind == "boolean" else value
+
+
+def tool_call(tools: Any, tool_choice: Any, text: str) -> tuple[str, dict[str, Any]] | None:
+    """Which tool to call and with what: the one tool_choice names; else the one the prompt
+    mentions (with the prompt's arguments); else the first tool, every property filled."""
     custom = [t for t in tools or [] if isinstance(t, dict) and t.get("name") and t.get("type") in (None, "custom")]
     choice = tool_choice or {}
     if not custom or choice.get("type") == "none":
         return None
     if choice.get("type") == "tool":
-        return next((t for t in custom if t["name"] == choice.get("name")), custom[0])
-    return custom[0]
+        tool = next((t for t in custom if t["name"] == choice.get("name")), custom[0])
+    elif named := mentioned_tool(custom, text):
+        return named["name"], prompt_arguments(named.get("input_schema"), text)
+    else:
+        tool = custom[0]
+    return tool["name"], example_arguments(tool.get("input_schema") or {})
 
 
 def strip_cache_control(obj: Any) -> Any:
@@ -104,13 +162,26 @@ def cache_usage(call: Call, body: dict[str, Any], total: int) -> dict[str, Any]:
     }
 
 
-def validate(body: Any, need_max_tokens: bool) -> str | None:
+# `system` entries inside `messages` are accepted (Claude Code sends them; beta
+# mid-conversation-system-2026-04-07 introduced them, later Claude Code versions send them bare).
+ROLES = ("user", "assistant", "system")
+
+
+def validate(call: Call, need_max_tokens: bool) -> str | None:
+    """The real API's checks the relay must not hide, worded like Anthropic's."""
+    body = call.body
     if not isinstance(body, dict) or not body.get("model"):
         return "model: Field required"
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "messages: Field required"
-    if need_max_tokens and not body.get("max_tokens"):
+    for index, message in enumerate(body["messages"]):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            return f"messages.{index}.role: Input should be 'user', 'assistant' or 'system'"
+    max_tokens = body.get("max_tokens")
+    if need_max_tokens and max_tokens is None:
         return "max_tokens: Field required"
+    if need_max_tokens and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        return "max_tokens: Input should be a valid integer"
     return None
 
 
@@ -119,13 +190,13 @@ def total_input(body: dict[str, Any]) -> int:
 
 
 async def count_tokens(call: Call) -> Reply:
-    if problem := validate(call.body, need_max_tokens=False):
+    if problem := validate(call, need_max_tokens=False):
         return error_response("anthropic", 400, message=problem)
     return JSONResponse({"input_tokens": total_input(call.body)}, headers=response_headers("anthropic"))
 
 
 async def messages(call: Call) -> Reply:
-    if problem := validate(call.body, need_max_tokens=True):
+    if problem := validate(call, need_max_tokens=True):
         return error_response("anthropic", 400, message=problem)
     body = call.body
     blocks = plan_blocks(body)

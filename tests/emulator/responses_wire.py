@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from typing import Any
 
-
+from .anthropic_wire import mentioned_tool, own_words, prompt_arguments
 from .common import Call, Event, Reply, SSEStream, error_response, new_id
-from .openai_wire import Answer, make_tool_call, openai_cached_tokens, pick_tool
+from .openai_wire import Answer, ToolCall, function_spec, make_tool_call, openai_cached_tokens, pick_tool
 from .tokens import (MESSAGE_TOKENS, content_tokens, plain_text, prompt_tokens, reply_text, split_chunks,
                      text_tokens, thinking_text, tool_reply_text)
 
@@ -24,18 +25,39 @@ def plan_response(body: dict[str, Any], items: list[Any]) -> Answer:
     user_text = last_user_text(items)
     effort = (body.get("reasoning") or {}).get("effort")
     reasoning = text_tokens(thinking_text(user_text)) if effort and effort != "none" else 0
-    last = items[-1] if items and isinstance(items[-1], dict) else {}
+    last = last_turn(items)
     if last.get("type") == "function_call_output":
         output = last.get("output")
         return Answer(tool_reply_text(output if isinstance(output, str) else plain_text(output)), None, reasoning)
-    tool = pick_tool(body.get("tools"), body.get("tool_choice"))
-    if tool:
-        return Answer(None, make_tool_call(tool), reasoning)
+    call = requested_call(body, user_text)
+    if call:
+        return Answer(None, call, reasoning)
     return Answer(reply_text(user_text), None, reasoning)
 
 
+def last_turn(items: list[Any]) -> dict[str, Any]:
+    """The last item that is not a system or developer message: instructions that arrive after a
+    tool's output (Claude Code's mid-conversation system messages) do not hide it."""
+    turns = [i for i in items if isinstance(i, dict) and i.get("role") not in ("system", "developer")]
+    return turns[-1] if turns else {}
+
+
+def requested_call(body: dict[str, Any], user_text: str) -> ToolCall | None:
+    """The forced tool; else the tool the prompt mentions, with the prompt's arguments (as the
+    Anthropic emulator does); else the first tool."""
+    tool = pick_tool(body.get("tools"), body.get("tool_choice"))
+    if tool is None:
+        return None
+    if not isinstance(body.get("tool_choice"), dict):
+        functions = [f for f in map(function_spec, body.get("tools") or []) if f.get("name")]
+        if named := mentioned_tool(functions, user_text):
+            arguments = prompt_arguments(named.get("parameters"), user_text)
+            return ToolCall(new_id("call_"), named["name"], json.dumps(arguments, separators=(",", ":")))
+    return make_tool_call(tool)
+
+
 def last_user_text(items: list[Any]) -> str:
-    return next((plain_text(i.get("content")) for i in reversed(items)
+    return next((own_words(i.get("content")) for i in reversed(items)
                  if isinstance(i, dict) and i.get("role") == "user"), "")
 
 
