@@ -23,27 +23,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, select
 
 from sqlmodel import Session
 
-from relay import ledger
+from relay import ledger, ledger_sql
 from relay.db.engine import session_scope
 from relay.db.models import UsageRecord, utcnow
+from relay.ledger_sql import DriverSql
 
-_accounts, _entries, _holds, _records = ledger._accounts, ledger._entries, ledger._holds, ledger._records
-
-# Built once: on the hot path, statement construction costs more than SQLite's execution.
-_CLOSE = (update(_holds).where(_holds.c.id.in_(bindparam("b_ids", expanding=True)), _holds.c.status == "open")
-          .values(status=bindparam("b_status")).returning(_holds.c.id, _holds.c.account_id, _holds.c.amount_nanos))
-_MOVE = (update(_accounts).where(_accounts.c.id == bindparam("b_account"))
-         .values(balance_nanos=_accounts.c.balance_nanos + bindparam("b_balance"),
-                 held_nanos=_accounts.c.held_nanos + bindparam("b_held")))
-_RESERVE = (update(_accounts).where(_accounts.c.id == bindparam("b_account"),
-                                    _accounts.c.balance_nanos - _accounts.c.held_nanos >= bindparam("b_amount"))
-            .values(held_nanos=_accounts.c.held_nanos + bindparam("b_amount"))
-            .returning(_accounts.c.balance_nanos - _accounts.c.held_nanos))
-_INSERT_HOLDS, _INSERT_ENTRIES, _INSERT_RECORDS = insert(_holds), insert(_entries), insert(_records)
+_accounts = ledger._accounts
 
 
 @dataclass
@@ -95,17 +84,18 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
     (ledger.InsufficientBalance for a refused hold)."""
     results: list[Optional[Exception]] = [None] * len(ops)
     batch = _Batch(utcnow(), timedelta(seconds=hold_ttl_s))
-    # A Core connection, not an ORM session: nothing here needs an identity map (the engine's
-    # "begin" hook still makes it BEGIN IMMEDIATE on SQLite).
+    sql = ledger_sql.for_dialect(engine.dialect)
+    # SQLAlchemy owns the transaction (its "begin" hook makes it BEGIN IMMEDIATE on SQLite); the
+    # statements go to the driver directly (relay.ledger_sql says why).
     with engine.begin() as connection:
-        _close_holds(connection, ops, batch)
-        _apply_to_accounts(connection, ops, batch, results)
+        _close_holds(connection, sql, ops, batch)
+        _apply_to_accounts(connection, sql, ops, batch, results)
         if batch.holds:
-            connection.execute(_INSERT_HOLDS, batch.holds)
+            sql.insert_holds(connection, batch.holds)
         if batch.entries:
-            connection.execute(_INSERT_ENTRIES, batch.entries)
+            sql.insert_entries(connection, batch.entries)
         if batch.records:
-            connection.execute(_INSERT_RECORDS, batch.records)
+            sql.insert_records(connection, batch.records)
     for index, op in batch.later:
         results[index] = _one_by_one(engine, op)
     return results
@@ -123,14 +113,13 @@ def commit_each(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Option
     return results
 
 
-def _close_holds(connection: Connection, ops: list[Op], batch: _Batch) -> None:
+def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch) -> None:
     closing = {op.request_id: op for op in ops if isinstance(op, (SettleOp, ReleaseOp)) and op.held}
     closed: dict[str, tuple[int, int]] = {}
     for status, cls in (("settled", SettleOp), ("released", ReleaseOp)):
         ids = [rid for rid, op in closing.items() if isinstance(op, cls)]
         if ids:
-            rows = connection.execute(_CLOSE, {"b_ids": ids, "b_status": status}).all()
-            closed.update({row.id: (row.account_id, row.amount_nanos) for row in rows})
+            closed.update({rid: (account_id, amount) for rid, account_id, amount in sql.close_holds(connection, ids, status)})
     for index, op in enumerate(ops):
         if isinstance(op, HoldOp):
             continue
@@ -152,19 +141,19 @@ def _close_holds(connection: Connection, ops: list[Op], batch: _Batch) -> None:
         batch.records.append(op.record)
 
 
-def _apply_to_accounts(connection: Connection, ops: list[Op], batch: _Batch, results: list[Optional[Exception]]) -> None:
+def _apply_to_accounts(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch,
+                       results: list[Optional[Exception]]) -> None:
     holds: dict[int, list[tuple[int, HoldOp]]] = defaultdict(list)
     for index, op in enumerate(ops):
         if isinstance(op, HoldOp):
             holds[op.account_id].append((index, op))
     for account_id in sorted(set(batch.balance) | set(batch.held) | set(holds)):
         if batch.balance[account_id] or batch.held[account_id]:
-            connection.execute(_MOVE, {"b_account": account_id, "b_balance": batch.balance[account_id],
-                                       "b_held": batch.held[account_id]})
+            sql.move(connection, account_id, batch.balance[account_id], batch.held[account_id])
         for index, op in holds[account_id]:
-            available = _reserve(connection, account_id, op.amount_nanos)
+            available = sql.reserve(connection, account_id, op.amount_nanos)
             if available is None and _expire(connection, batch.now, account_id):
-                available = _reserve(connection, account_id, op.amount_nanos)
+                available = sql.reserve(connection, account_id, op.amount_nanos)
             if available is not None:
                 op.available_after = available
                 batch.holds.append({"id": op.request_id, "account_id": account_id, "amount_nanos": op.amount_nanos,
@@ -172,12 +161,6 @@ def _apply_to_accounts(connection: Connection, ops: list[Op], batch: _Batch, res
                 batch.entries.append(ledger._entry(account_id, "hold", op.amount_nanos, op.request_id, batch.now))
             else:
                 results[index] = _refusal(connection, account_id, op.amount_nanos)
-
-
-def _reserve(connection: Connection, account_id: int, amount_nanos: int) -> Optional[int]:
-    """relay.ledger's conditional reservation: admission and reservation in one statement.
-    The available balance after it, or None when refused."""
-    return connection.execute(_RESERVE, {"b_account": account_id, "b_amount": amount_nanos}).scalar()
 
 
 def _expire(connection: Connection, now: datetime, account_id: int) -> int:

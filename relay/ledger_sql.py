@@ -1,0 +1,135 @@
+"""The group-commit batch's statements as the database driver's own SQL (relay.ledger_batch).
+
+Measured on SQLite (scripts/bench_ledger.py, medians of 6 runs): one hold and one settlement cost
+1,198 µs of CPU through SQLAlchemy Core and 686 µs this way. Under a profile, SQLite's own
+execute calls were ~15 µs per statement; the rest was SQLAlchemy's execution machinery
+(compiled-cache lookup, parameter processing, result set-up, events), paid for every statement. Here each statement is a prepared string executed on the transaction's own DBAPI
+cursor, with values already in the form the column types would give them. The transaction itself
+(BEGIN IMMEDIATE on SQLite, commit, rollback) is still SQLAlchemy's, so the rare paths of a batch
+(expiring stale holds, explaining a refusal) keep using relay.ledger on the same connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import orjson
+from sqlalchemy import Connection, Dialect, Table
+
+from relay import ledger
+
+_ENTRY_COLUMNS = ("account_id", "kind", "amount_nanos", "request_id", "idempotency_key", "note", "created_at")
+_HOLD_COLUMNS = ("id", "account_id", "amount_nanos", "status", "expires_at", "created_at")
+
+
+def _stamp(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any]:
+    """How SQLAlchemy would store a datetime in this column (SQLite: its own text format)."""
+    process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+    return process or (lambda value: value)
+
+
+@dataclass(frozen=True)
+class DriverSql:
+    dialect: str
+    p: str  # the driver's positional placeholder
+    stamp: Callable[[Any], Any]
+    record_columns: tuple[str, ...]
+    move_sql: str
+    reserve_sql: str
+    insert_holds_sql: str
+    insert_entries_sql: str
+    insert_records_sql: str
+
+    # --- statements ---------------------------------------------------------------------------
+
+    def close_holds(self, connection: Connection, ids: Sequence[str], status: str) -> list[tuple[str, int, int]]:
+        """Close the open holds among `ids`: (id, account_id, amount_nanos) of each one closed."""
+        if self.dialect == "postgresql":
+            where, params = "id = ANY(%s)", [list(ids)]
+        else:
+            where, params = f"id IN ({', '.join([self.p] * len(ids))})", list(ids)
+        sql = (f"UPDATE hold SET status = {self.p} WHERE {where} AND status = 'open' "
+               "RETURNING id, account_id, amount_nanos")
+        return self._fetch(connection, sql, [status, *params])
+
+    def move(self, connection: Connection, account_id: int, balance: int, held: int) -> None:
+        _cursor(connection).execute(self.move_sql, (balance, held, account_id))
+
+    def reserve(self, connection: Connection, account_id: int, amount_nanos: int) -> Optional[int]:
+        """The conditional reservation (balance − held ≥ amount): the available balance after it,
+        or None when refused."""
+        rows = self._fetch(connection, self.reserve_sql, (amount_nanos, account_id, amount_nanos))
+        return rows[0][0] if rows else None
+
+    def insert_holds(self, connection: Connection, holds: list[dict[str, Any]]) -> None:
+        stamp = self.stamp
+        _cursor(connection).executemany(self.insert_holds_sql, [
+            (h["id"], h["account_id"], h["amount_nanos"], h["status"], stamp(h["expires_at"]), stamp(h["created_at"]))
+            for h in holds])
+
+    def insert_entries(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
+        stamp = self.stamp
+        _cursor(connection).executemany(self.insert_entries_sql, [
+            (e["account_id"], e["kind"], e["amount_nanos"], e["request_id"], e["idempotency_key"], e["note"],
+             stamp(e["created_at"])) for e in entries])
+
+    def insert_records(self, connection: Connection, records: list[dict[str, Any]]) -> None:
+        stamp, columns = self.stamp, self.record_columns
+        rows = []
+        for record in records:
+            row = [record.get(column) for column in columns]
+            row[columns.index("usage")] = orjson.dumps(record.get("usage") or {}).decode()
+            row[columns.index("created_at")] = stamp(record["created_at"])
+            rows.append(row)
+        _cursor(connection).executemany(self.insert_records_sql, rows)
+
+    def _fetch(self, connection: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+        cursor = _cursor(connection)
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _cursor(connection: Connection) -> Any:
+    """A DBAPI cursor inside the SQLAlchemy connection's current transaction."""
+    return connection.connection.cursor()
+
+
+_built: dict[str, DriverSql] = {}
+
+
+def for_dialect(dialect: Dialect) -> DriverSql:
+    """The statements for SQLite (sqlite3, `?`) or PostgreSQL (psycopg, `%s`), built once."""
+    found = _built.get(dialect.name)
+    if found is None:
+        found = _built[dialect.name] = _build(dialect)
+    return found
+
+
+def _build(dialect: Dialect) -> DriverSql:
+    if dialect.name not in ("sqlite", "postgresql"):
+        raise ValueError(f"no driver SQL for {dialect.name}")
+    p = "?" if dialect.name == "sqlite" else "%s"
+    records = ledger._records
+    record_columns = tuple(records.c.keys())
+    # PostgreSQL takes the usage JSON as text and casts it; SQLite stores the text as it is.
+    values = ", ".join(f"CAST({p} AS json)" if c == "usage" and dialect.name == "postgresql" else p
+                       for c in record_columns)
+
+    def placeholders(columns: Sequence[str]) -> str:
+        return ", ".join([p] * len(columns))
+
+    return DriverSql(
+        dialect=dialect.name,
+        p=p,
+        stamp=_stamp(ledger._entries, "created_at", dialect),
+        record_columns=record_columns,
+        move_sql=(f"UPDATE account SET balance_nanos = balance_nanos + {p}, held_nanos = held_nanos + {p} "
+                  f"WHERE id = {p}"),
+        reserve_sql=(f"UPDATE account SET held_nanos = held_nanos + {p} "
+                     f"WHERE id = {p} AND balance_nanos - held_nanos >= {p} RETURNING balance_nanos - held_nanos"),
+        insert_holds_sql=f"INSERT INTO hold ({', '.join(_HOLD_COLUMNS)}) VALUES ({placeholders(_HOLD_COLUMNS)})",
+        insert_entries_sql=(f"INSERT INTO ledgerentry ({', '.join(_ENTRY_COLUMNS)}) "
+                            f"VALUES ({placeholders(_ENTRY_COLUMNS)})"),
+        insert_records_sql=f"INSERT INTO usagerecord ({', '.join(record_columns)}) VALUES ({values})",
+    )
