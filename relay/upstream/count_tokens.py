@@ -16,7 +16,8 @@ from relay.upstream.wire import anthropic_headers, anthropic_url
 from relay.usage import Usage
 
 # What Anthropic's count_tokens accepts besides model and messages (generation settings are not).
-_COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management")
+_COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management", "output_config",
+                   "output_format")
 
 
 async def provider_count(call: Call, target: Target) -> client.Reply:

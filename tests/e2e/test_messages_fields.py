@@ -133,6 +133,8 @@ def test_count_tokens_takes_claude_codes_body(relay, emulator, account) -> None:
     (upstream,) = sent(emulator, "/v1/messages/count_tokens")
     assert upstream.json["messages"] == body["messages"] and upstream.json["system"] == body["system"]
     assert upstream.json["tools"] == body["tools"] and upstream.json["mcp_servers"] == body["mcp_servers"]
+    assert upstream.json["output_config"] == body["output_config"]  # it changes what is counted
+    assert "max_tokens" not in upstream.json and "stream" not in upstream.json
     assert upstream.headers["anthropic-beta"] == BETAS
 
 
