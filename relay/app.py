@@ -23,7 +23,7 @@ from relay.crypto import SecretBox
 from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.limits import build_limiter
-from relay.routes import admin, byok, docs, health, models, usage
+from relay.routes import admin, byok, docs, health, models, responses, usage
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
 from relay.settings import Settings
 from relay.state import RelayState
@@ -98,6 +98,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         """The same routes under /v1 (pool) and /byok/v1 (BYOK): only the credential source differs."""
         return [*inference_routes(INFERENCE_OPERATIONS, source),
                 *models.routes(source),
+                *responses.routes(),  # stored Responses API answers: GET/DELETE, input_items
                 Route("/usage", usage.usage, methods=["GET"])]
 
     routes = [

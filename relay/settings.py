@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     auth_cache_ttl_s: float = 5.0
     # Starter balance (USD, decimal string) given to the `dev` account `make run` creates.
     dev_starter_balance_usd: str = "5"
+    # Responses API answers kept for `previous_response_id` and GET /v1/responses/{id}
+    # (`store`, on by default as at OpenAI); older ones are purged.
+    responses_retention_days: int = Field(default=30, ge=1)
 
     # Provider keys in the environment join the shared pool (contract).
     openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")

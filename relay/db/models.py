@@ -124,3 +124,21 @@ class UsageTotal(SQLModel, table=True):
     requests: int = _money()
     cost_nanos: int = _money()
     list_cost_nanos: int = _money()
+
+
+class StoredResponse(SQLModel, table=True):
+    """A Responses API answer the relay served with `store` on (migration 0005): what GET
+    /v1/responses/{id} returns, and the conversation a follow-up's `previous_response_id`
+    continues, on any instance. Visible to its own account only."""
+
+    __tablename__ = "stored_response"
+
+    id: str = Field(primary_key=True)  # the response id the client saw (resp_…)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    model: str
+    # Every input item the model saw (earlier turns included), then the items it produced:
+    # a follow-up's input is input_items + output_items + its own new items.
+    input_items: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    output_items: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    response: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)

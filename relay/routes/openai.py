@@ -8,6 +8,7 @@ from relay.call import Call
 from relay.pipeline import Operation
 from relay.schemas.body import read_json_sized, validate
 from relay.routes.images import parse_image_edit, parse_image_generation
+from relay.routes.responses import parse_responses
 from relay.schemas.openai import ChatRequest, EmbeddingsRequest
 from relay.settings import Settings
 from relay.tokens import count_chat_prompt, count_embedding_input, precount
@@ -38,10 +39,12 @@ CHAT = Operation("chat", "openai", ("chat",), parse_chat)
 EMBEDDINGS = Operation("embeddings", "openai", ("embedding",), parse_embeddings)
 IMAGE_GENERATION = Operation("image_generation", "openai", ("image_generation",), parse_image_generation)
 IMAGE_EDIT = Operation("image_edit", "openai", ("image_generation",), parse_image_edit)
+RESPONSES = Operation("responses", "openai", ("chat",), parse_responses)
 
 OPERATIONS: dict[str, Operation] = {
     "/chat/completions": CHAT,
     "/embeddings": EMBEDDINGS,
     "/images/generations": IMAGE_GENERATION,
     "/images/edits": IMAGE_EDIT,
+    "/responses": RESPONSES,
 }

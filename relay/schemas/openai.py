@@ -61,3 +61,26 @@ class ImageEditRequest(ImageGenerationRequest):
 
     images: list[ImageRef] | None = Field(default=None, min_length=1, max_length=16)
     mask: ImageRef | None = None
+
+
+class ResponsesInputItem(_Open):
+    """One item of a Responses `input`: a message (`type` "message" or omitted, with a role) or a
+    typed item (function_call, function_call_output, reasoning, …)."""
+
+    type: str | None = None
+    role: Literal["user", "assistant", "system", "developer"] | None = None
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ResponsesRequest(_Open):
+    model: str = Field(min_length=1)
+    # A string, or items; with previous_response_id it may be empty (the stored turns are the input).
+    input: str | list[ResponsesInputItem] | None = None
+    instructions: str | None = None
+    stream: bool | None = None
+    store: bool | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    include: list[str] | None = None
+    metadata: dict[str, str] | None = None

@@ -8,6 +8,9 @@ changes any of these signatures breaks here, loudly, and in tests/test_litellm_b
 
   OpenAI chat → Claude     AnthropicConfig.map_openai_params / validate_environment / transform_request,
                            and transform_response on the provider's JSON
+  Responses → Claude       LiteLLMCompletionResponsesConfig's Responses → chat request transform, then
+                           the chat → Claude path above (answers and streams mapped back in
+                           relay.upstream.responses_claude)
   Anthropic → GPT          LiteLLMAnthropicToResponsesAPIAdapter (Messages ↔ Responses API) and its
                            stream wrapper, fed plain dicts
 """
@@ -35,12 +38,15 @@ from litellm.llms.anthropic.messages.responses_adapters.transformation import ( 
     LiteLLMAnthropicToResponsesAPIAdapter,
 )
 from litellm.llms.openai.responses.transformation import OpenAIResponsesAPIConfig  # noqa: E402
+from litellm.responses.litellm_completion_transformation.transformation import (  # noqa: E402
+    LiteLLMCompletionResponsesConfig,
+)
 from litellm.types.llms.openai import ResponsesAPIResponse  # noqa: E402
 from litellm.types.utils import ModelResponse, all_litellm_params  # noqa: E402
 
 __all__ = ["APIConnectionError", "APIError", "Timeout", "LITELLM_CONTROLS", "RESPONSE_FORMAT_TOOL_NAME",
            "ClaudeRequest", "claude_request", "claude_answer", "finish_reason", "responses_request",
-           "responses_answer", "responses_stream_as_messages"]
+           "responses_answer", "responses_stream_as_messages", "responses_as_chat_request"]
 
 litellm.suppress_debug_info = True
 for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
@@ -188,3 +194,23 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_plain(v) for v in obj]
     return obj
+
+
+# ------------------------------------------------------------------- Responses → chat (for Claude)
+# The Responses request fields LiteLLM's Responses → chat transform reads (`input` apart).
+_RESPONSES_FIELDS = ("instructions", "tools", "tool_choice", "max_output_tokens", "reasoning", "text",
+                     "parallel_tool_calls", "temperature", "top_p", "user")
+# What of its result is an OpenAI chat request field (the rest is LiteLLM's routing bookkeeping).
+_CHAT_FIELDS = ("messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens", "response_format",
+                "reasoning_effort", "temperature", "top_p", "parallel_tool_calls", "user", "thinking")
+
+
+def responses_as_chat_request(responses_body: dict, items: list, upstream_model: str) -> dict:
+    """A Responses API request (its `input` given as `items`) → an OpenAI chat request for a Claude
+    model: instructions as the system message, function_call / function_call_output items as
+    tool calls and tool messages, text.format as response_format, reasoning as reasoning_effort."""
+    params = {k: responses_body[k] for k in _RESPONSES_FIELDS if responses_body.get(k) is not None}
+    chat = LiteLLMCompletionResponsesConfig.transform_responses_api_request_to_chat_completion_request(
+        model=upstream_model, input=items, responses_api_request=params, custom_llm_provider="anthropic",
+        stream=False, drop_params=True)
+    return _plain({k: chat[k] for k in _CHAT_FIELDS if chat.get(k) is not None})

@@ -9,6 +9,7 @@ from relay.upstream.count_tokens import CountTokensAdapter
 from relay.upstream.messages import MessagesAdapter
 from relay.upstream.embeddings import EmbeddingsAdapter
 from relay.upstream.images import ImageEditAdapter, ImageGenerationAdapter
+from relay.upstream.responses import ResponsesAdapter
 
 ADAPTERS: dict[str, Any] = {
     "chat": ChatAdapter(),
@@ -16,4 +17,5 @@ ADAPTERS: dict[str, Any] = {
     "embeddings": EmbeddingsAdapter(),
     "image_generation": ImageGenerationAdapter(),
     "image_edit": ImageEditAdapter(),
+    "responses": ResponsesAdapter(),
 }

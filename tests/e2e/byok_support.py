@@ -85,4 +85,7 @@ ROUTE_CASES = [
               {"prompt": "a teapot", "size": "1024x1024", "quality": "low"}),
     RouteCase("image-edit", "/images/edits", "gpt-image-2", "openai", "/v1/images/edits",
               {"prompt": "studio background", "quality": "low"}, multipart=True),
+    RouteCase("responses-openai", "/responses", "gpt-4o-mini", "openai", "/v1/responses", {"input": "hello byok"}),
+    RouteCase("responses-claude-stream", "/responses", "claude-haiku-4-5", "openai", "/v1/messages",
+              {"input": "hello byok", "stream": True}),
 ]

@@ -10,8 +10,8 @@ from typing import Any
 from .anthropic_wire import mentioned_tool, own_words, prompt_arguments
 from .common import Call, Event, Reply, SSEStream, error_response, new_id
 from .openai_wire import Answer, ToolCall, function_spec, make_tool_call, openai_cached_tokens, pick_tool
-from .tokens import (MESSAGE_TOKENS, content_tokens, plain_text, prompt_tokens, reply_text, split_chunks,
-                     text_tokens, thinking_text, tool_reply_text)
+from .tokens import (MESSAGE_TOKENS, content_tokens, example_arguments, plain_text, prompt_tokens, reply_text,
+                     split_chunks, text_tokens, thinking_text, tool_reply_text)
 
 
 def input_items(body: dict[str, Any]) -> list[Any]:
@@ -32,7 +32,19 @@ def plan_response(body: dict[str, Any], items: list[Any]) -> Answer:
     call = requested_call(body, user_text)
     if call:
         return Answer(None, call, reasoning)
+    if structured := structured_text(body):
+        return Answer(structured, None, reasoning)
     return Answer(reply_text(user_text), None, reasoning)
+
+
+def structured_text(body: dict[str, Any]) -> str | None:
+    """`text.format` json_schema: a JSON document of the schema's shape; json_object: an object."""
+    text_format = (body.get("text") or {}).get("format") or {}
+    if text_format.get("type") == "json_schema":
+        return json.dumps(example_arguments(text_format.get("schema")), separators=(",", ":"))
+    if text_format.get("type") == "json_object":
+        return json.dumps({"answer": "emulated"})
+    return None
 
 
 def last_turn(items: list[Any]) -> dict[str, Any]:
@@ -101,9 +113,18 @@ def response_object(body: dict[str, Any], resp_id: str, created: int, output: li
         "reasoning": body.get("reasoning") or {"effort": None, "summary": None}, "service_tier": "default",
         "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [], "top_p": body.get("top_p", 1.0), "truncation": "disabled",
-        "usage": usage, "user": None, "metadata": body.get("metadata") or {},
+        "tools": [echoed_tool(t) for t in body.get("tools") or []], "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled", "metadata": body.get("metadata") or {},
+        **({"usage": usage} if usage else {}),  # an object once there is one, absent before
+        **({"user": body["user"]} if isinstance(body.get("user"), str) else {}),  # a string, or absent
     }
+
+
+def echoed_tool(tool: Any) -> Any:
+    """A tool as OpenAI echoes it: function tools with `strict` (true unless the request said)."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        return {"strict": True, "description": None, **tool}
+    return tool
 
 
 async def responses(call: Call) -> Reply:
@@ -115,7 +136,7 @@ async def responses(call: Call) -> Reply:
     prompt = prompt_tokens(items, system=body.get("instructions"), tools=body.get("tools"))
     cached = openai_cached_tokens(call, items[:-1], prompt - MESSAGE_TOKENS - content_tokens(items[-1]))
     completion = answer.completion_tokens
-    usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+    usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
              "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
              "total_tokens": prompt + completion}
     resp_id, item_id, rs_id = new_id("resp_"), new_id("fc_" if answer.tool_call else "msg_"), new_id("rs_")
