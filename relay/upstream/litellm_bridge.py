@@ -213,4 +213,8 @@ def responses_as_chat_request(responses_body: dict, items: list, upstream_model:
     chat = LiteLLMCompletionResponsesConfig.transform_responses_api_request_to_chat_completion_request(
         model=upstream_model, input=items, responses_api_request=params, custom_llm_provider="anthropic",
         stream=False, drop_params=True)
-    return _plain({k: chat[k] for k in _CHAT_FIELDS if chat.get(k) is not None})
+    request = _plain({k: chat[k] for k in _CHAT_FIELDS if chat.get(k) is not None})
+    for message in request.get("messages") or []:
+        if message.get("role") == "developer":  # OpenAI's newer name for system; Claude's config knows only system
+            message["role"] = "system"
+    return request

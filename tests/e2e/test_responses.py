@@ -142,6 +142,15 @@ def test_structured_output(relay, account, emulator, model) -> None:
         assert sent["output_format"]["schema"]["properties"] == SCHEMA["schema"]["properties"]
 
 
+def test_developer_and_system_items_reach_claude_as_its_system_prompt(relay, account, emulator) -> None:
+    """Codex sends its instructions as `developer` messages; Claude takes them as `system`."""
+    response = client(relay, account.key).responses.create(model=CLAUDE, input=[
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are terse."}]},
+        {"role": "user", "content": "hello"}])
+    assert response.output_text
+    assert "You are terse." in json.dumps(emulator.requests[-1].json["system"])
+
+
 def test_hosted_tools_pass_to_gpt_and_are_refused_for_claude(relay, account, emulator) -> None:
     sdk = client(relay, account.key)
     sdk.responses.create(model=GPT, input="search the web", tools=[{"type": "web_search"}])
