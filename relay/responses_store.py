@@ -20,10 +20,10 @@ PURGE_EVERY = 200
 _saves = 0
 
 
-def not_found(response_id: str) -> RelayError:
+def not_found(response_id: str, param: str | None = None) -> RelayError:
     return RelayError(404, f"No response with id '{response_id}' found for this account. Responses are "
                       "kept only when created with `store` on (the default), for a limited time.",
-                      "response_not_found", "previous_response_id")
+                      "response_not_found", param)
 
 
 def save(engine: Engine, account_id: int, model: str, input_items: list, output_items: list,
@@ -67,10 +67,10 @@ async def asave(engine: Engine, account_id: int, model: str, input_items: list, 
                                    retention_days)
 
 
-async def aload(engine: Engine, account_id: int, response_id: str) -> StoredResponse:
+async def aload(engine: Engine, account_id: int, response_id: str, param: str | None = None) -> StoredResponse:
     row = await anyio.to_thread.run_sync(load, engine, account_id, response_id)
     if row is None:
-        raise not_found(response_id)
+        raise not_found(response_id, param)
     return row
 
 

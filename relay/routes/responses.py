@@ -68,7 +68,8 @@ async def parse_responses(request: Request, settings: Settings) -> ResponsesCall
         raise bad_request("Invalid request: 'input' is required (a string or a list of items).", "input")
     previous = None
     if spec.previous_response_id:
-        previous = await responses_store.aload(state.engine, caller.account_id, spec.previous_response_id)
+        previous = await responses_store.aload(state.engine, caller.account_id, spec.previous_response_id,
+                                               "previous_response_id")
     items = responses_store.conversation(previous, new_items)
     model = state.catalog.get(spec.model)
     if model is not None and model.provider == "anthropic" and (problem := claude_tool_problem(spec.tools)):

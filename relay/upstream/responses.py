@@ -113,10 +113,12 @@ class OpenAIResponsesReader:
         self._where = target.where
         self._relayed: list[bytes] = []  # delta frames, parsed only if usage never comes
         self._terminal: dict | None = None
+        self._events = 0  # OpenAI numbers a stream's events from 0: the next one's sequence_number
 
     def feed(self, frame: bytes) -> bytes:
         if b"data:" not in frame:
             return frame + b"\n\n"  # a comment (keep-alive): harmless, passed on
+        self._events += 1
         if b'"error"' in frame or b'"response"' in frame:
             data = frame_data(frame) or {}
             kind = data.get("type")
@@ -156,7 +158,7 @@ class OpenAIResponsesReader:
         return named_event(str(self._terminal.get("type")), self._terminal)
 
     def error_event(self, error: RelayError) -> bytes:
-        return responses_error_event(error)
+        return responses_error_event(error, self._events)
 
 
 def frame_data_bytes(frame: bytes) -> bytes:

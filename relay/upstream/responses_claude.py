@@ -220,8 +220,10 @@ class ResponsesEventReader:
         self._call = call
         self._terminal: dict | None = None
         self._text: list[str] = []
+        self._fed = 0
 
     def feed(self, event: dict) -> bytes:
+        self._fed += 1
         kind = str(event.get("type"))
         if kind in ("response.completed", "response.incomplete"):
             self._terminal = event
@@ -245,12 +247,12 @@ class ResponsesEventReader:
         return named_event(str(self._terminal["type"]), self._terminal)
 
     def error_event(self, error: RelayError) -> bytes:
-        return responses_error_event(error)
+        return responses_error_event(error, self._fed)
 
 
-def responses_error_event(error: RelayError) -> bytes:
-    """A failure after the stream started: the Responses `error` event, with OpenAI's `error`
-    object too (what the openai SDK raises from)."""
+def responses_error_event(error: RelayError, sequence_number: int) -> bytes:
+    """A failure after the stream started: the Responses `error` event, next in sequence, with
+    OpenAI's `error` object too (what the openai SDK raises from)."""
     body = openai_body(error)
     return named_event("error", {"type": "error", "code": error.code, "message": error.message,
-                                 "param": error.param, "sequence_number": 0, **body})
+                                 "param": error.param, "sequence_number": sequence_number, **body})
