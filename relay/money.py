@@ -6,6 +6,7 @@ micro-dollar per token), so integer nanos add up without drift and compare exact
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, Inexact, InvalidOperation
 
 NANOS_PER_USD = 10**9
@@ -63,3 +64,29 @@ def usd_float(n: int) -> float:
     """Nanos as a float USD, only for JSON bodies that need a number (OpenAI `usage.cost`)."""
     # int / int is correctly rounded to the nearest float.
     return int(n) / NANOS_PER_USD
+
+
+# An amount an operator types: digits, optionally a point and up to 9 decimals (nano precision).
+# No sign, exponent, underscore, NaN or Infinity: Decimal() accepts "1_000" and "1e3", and an
+# amount of money should never be a guess.
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
+MAX_TOPUP_USD = 10_000_000  # per top-up; keeps any balance far inside a signed 64-bit nano count
+
+
+def parse_usd_amount(value: object, what: str = "amount_usd") -> int:
+    """A top-up amount from the CLI or the admin API → nanos, or ValueError saying what to write.
+    A JSON number is read as written (10.5 → "10.5"); exponent forms are refused."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{what} is a decimal string such as \"25\" or \"10.50\", got {type(value).__name__}")
+    text = repr(value) if isinstance(value, float) else str(value).strip()
+    if text.startswith("-"):
+        raise ValueError(f"{what} must be positive, got {text[:40]!r}")
+    if not _PLAIN_AMOUNT.fullmatch(text) or len(text) > 40:
+        raise ValueError(f"{what} must be a plain decimal such as \"25\" or \"10.50\" (no sign, exponent, "
+                         f"separators, NaN or Infinity), got {text[:40]!r}")
+    amount = Decimal(text)
+    if amount <= 0:
+        raise ValueError(f"{what} must be positive, got {text!r}")
+    if amount > MAX_TOPUP_USD:
+        raise ValueError(f"{what} is at most {MAX_TOPUP_USD} USD per top-up, got {text!r}")
+    return usd_to_nanos(text)

@@ -13,7 +13,10 @@ from sqlalchemy import Engine
 
 from relay import accounts, ledger
 from relay.credentials import CredentialStore, public_view
-from relay.money import format_usd, usd_to_nanos
+from relay.money import format_usd, parse_usd_amount
+from relay.schemas.admin import (MAX_LIMIT, MAX_NOTE_CHARS, check_account_name, check_api_key,
+                                 check_idempotency_key, check_label)
+from relay.schemas.byok import check_base_url
 from relay.usage_log import UsageQuery, list_records, record_view, totals
 
 KEEP = object()  # set_limits: leave this limit as it is
@@ -46,7 +49,13 @@ def balance_view(name: str, view: ledger.BalanceView) -> dict:
 
 
 def create_account(engine: Engine, name: str, tier: str = "starter") -> dict:
-    return account_view(accounts.create_account(engine, name, tier))
+    return account_view(accounts.create_account(engine, check_account_name(name), _tier(tier)))
+
+
+def _tier(tier: Any) -> str:
+    if not isinstance(tier, str):
+        raise ValueError(f"tier must be a string (starter, professional or enterprise), got {type(tier).__name__}")
+    return tier
 
 
 MAX_PAGE = 1000
@@ -70,17 +79,18 @@ def show_account(engine: Engine, name: str) -> dict:
 
 
 def set_tier(engine: Engine, name: str, tier: str) -> dict:
-    return account_view(accounts.update_account(engine, name, tier=tier))
+    return account_view(accounts.update_account(engine, name, tier=_tier(tier)))
 
 
 def parse_limit(value: Any) -> Any:
     """A positive whole number, or 'none'/None to clear back to the tier's limit."""
     if value is None or (isinstance(value, str) and value.lower() == "none"):
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"a limit is a positive whole number or 'none', got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LIMIT:
+        shown = repr(value)[:40]
+        raise ValueError(f"a limit is a whole number from 1 to {MAX_LIMIT}, or 'none', got {shown}")
     return value
 
 
@@ -91,7 +101,7 @@ def set_limits(engine: Engine, name: str, rpm: Any = KEEP, tpm: Any = KEEP) -> d
 
 
 def create_key(engine: Engine, account: str, label: str | None = None) -> dict:
-    created = accounts.create_key(engine, account, label)
+    created = accounts.create_key(engine, account, check_label(label))
     return {**key_view(created.record), "key": created.plaintext}
 
 
@@ -105,9 +115,11 @@ def revoke_key(engine: Engine, key_id: int) -> dict:
 
 def topup(engine: Engine, account: str, amount_usd: str, note: str | None = None,
           idempotency_key: str | None = None) -> dict:
+    nanos = parse_usd_amount(amount_usd)
+    note = check_label(note, "note", MAX_NOTE_CHARS)
     record = accounts.get_account(engine, account)
-    result = ledger.topup(engine, record.id, usd_to_nanos(str(amount_usd)), note=note,  # type: ignore[arg-type]
-                          idempotency_key=idempotency_key)
+    result = ledger.topup(engine, record.id, nanos, note=note,  # type: ignore[arg-type]
+                          idempotency_key=check_idempotency_key(idempotency_key))
     view = balance_view(account, ledger.account_balance(engine, record.id))  # type: ignore[arg-type]
     return {**view, "topup_usd": format_usd(result.amount_nanos), "entry_id": result.entry_id,
             "replayed": result.replayed}
@@ -128,8 +140,14 @@ def usage(engine: Engine, account: str, since: datetime | None = None, limit: in
 
 def add_credential(store: CredentialStore, provider: str, api_key: str, account: str | None = None,
                    base_url: str | None = None, label: str | None = None) -> dict:
+    if not isinstance(provider, str):
+        raise ValueError(f"provider must be a string (openai or anthropic), got {type(provider).__name__}")
+    api_key = check_api_key(api_key)  # one a provider cannot be sent would fail every request it serves
+    if base_url is not None and not isinstance(base_url, str):
+        raise ValueError(f"base_url must be a string, got {type(base_url).__name__}")
+    base_url = check_base_url(base_url) if base_url else None
     owner = accounts.get_account(store.engine, account).id if account else None
-    return public_view(store.add(provider, api_key, account_id=owner, base_url=base_url, label=label))
+    return public_view(store.add(provider, api_key, account_id=owner, base_url=base_url, label=check_label(label)))
 
 
 def list_credentials(store: CredentialStore, account: str | None = None) -> list[dict]:
@@ -143,3 +161,27 @@ def remove_credential(store: CredentialStore, credential_id: int, account: str |
         whose = f"account {account!r}" if account else "the shared pool"
         raise accounts.NotFound(f"{whose} has no credential with id {credential_id}")
     return {"id": credential_id, "removed": True}
+
+
+def verify_pool(store: CredentialStore, default_bases: dict[str, str], credential_id: int | None = None,
+                timeout: float = 15.0) -> list[dict]:
+    """Check pool keys (one, or all) against their provider now with a free model-list call: a
+    rejected key is marked failing, a working one rejoins rotation (`relay pool verify [ID]`).
+    Runs its own event loop: call it from a thread with none (the CLI, an admin worker thread)."""
+    import asyncio
+
+    from relay.upstream import client
+    from relay.verify import verify
+
+    records = [r for r in store.list(None) if credential_id is None or r.id == credential_id]
+    if credential_id is not None and not records:
+        raise accounts.NotFound(f"the shared pool has no credential with id {credential_id}")
+
+    async def run() -> list[dict]:
+        try:
+            checked = [await verify(store, r, default_bases[r.provider], timeout) for r in records]
+        finally:
+            await client.close()
+        return [{**public_view(record), "verification": outcome.as_dict()} for record, outcome in checked]
+
+    return asyncio.run(run())

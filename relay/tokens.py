@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import anyio.to_thread
 
+from relay.errors import bad_request
+
 # tiktoken downloads its encodings unless TIKTOKEN_CACHE_DIR points at a copy; LiteLLM ships one.
 _litellm = importlib.util.find_spec("litellm")
 if _litellm is not None and _litellm.origin and "TIKTOKEN_CACHE_DIR" not in os.environ:
@@ -112,12 +114,27 @@ def count_messages_prompt(body: dict) -> int:
     return total + _count_tools(body.get("tools"))
 
 
+# OpenAI's limit on one embeddings input; refused here, where the tokens are counted anyway, so a
+# long input is counted once (and off the event loop when the body is large).
+MAX_EMBEDDING_INPUT_TOKENS = 8192
+
+
 def count_embedding_input(value: Any) -> int:
-    """`input` of an embeddings request: a string, strings, a token array, or token arrays."""
+    """`input` of an embeddings request: a string, strings, a token array, or token arrays; an
+    input over MAX_EMBEDDING_INPUT_TOKENS is a 400."""
+    if isinstance(value, list) and value and not all(isinstance(item, int) for item in value):
+        return sum(_count_one_input(item, f"input[{i}]") for i, item in enumerate(value))
+    return _count_one_input(value, "input")
+
+
+def _count_one_input(value: Any, where: str) -> int:
     if isinstance(value, str):
-        return count_text(value)
-    if isinstance(value, list):
-        if all(isinstance(item, int) for item in value):
-            return len(value)
-        return sum(count_embedding_input(item) for item in value)
-    return 0
+        tokens = count_text(value)
+    elif isinstance(value, list):
+        tokens = len(value)
+    else:
+        return 0
+    if tokens > MAX_EMBEDDING_INPUT_TOKENS:
+        raise bad_request(f"'{where}' has {tokens} tokens; an embeddings input has at most "
+                          f"{MAX_EMBEDDING_INPUT_TOKENS}. Split the text.", "input", "input_too_long")
+    return tokens

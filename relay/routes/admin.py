@@ -1,5 +1,6 @@
 """/admin/*: the operator's CLI over HTTP, behind `Authorization: Bearer $RELAY_ADMIN_KEY`.
-Disabled (404) while RELAY_ADMIN_KEY is unset. Errors in OpenAI's shape."""
+Disabled (404) while RELAY_ADMIN_KEY is unset. Errors in OpenAI's shape. Bodies are validated
+(relay.schemas.admin) before any operator action runs: a wrong type or value is a 400 naming it."""
 
 from __future__ import annotations
 
@@ -15,18 +16,24 @@ from relay import accounts, operator
 from relay.errors import RelayError, render
 from relay.jsonresponse import JSONBody
 from relay.routes.usage import parse_time
-from relay.schemas.body import read_json
+from relay.schemas.admin import AccountIn, KeyIn, TierIn, TopupIn
+from relay.schemas.body import read_json, validate
+from relay.schemas.byok import CredentialIn
+from relay.schemas.limits import parse_id
 
 Action = Callable[[Any, Request, dict], Any]
+MAX_PATH_NAME_CHARS = 200  # an account name in a path: longer ones cannot exist (64 at most)
 
 
 def _authorize(request: Request) -> None:
     admin_key = request.app.state.relay.settings.admin_key
     if not admin_key:
         raise RelayError(404, "The admin API is disabled: set RELAY_ADMIN_KEY to enable it.", "admin_disabled")
-    sent = request.headers.get("authorization", "")[7:].strip()
-    if not hmac.compare_digest(sent.encode(), admin_key.encode()):
-        raise RelayError(401, "Invalid admin key.", "invalid_admin_key")
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    # Compared as bytes: compare_digest refuses non-ASCII str, and a header may carry Latin-1.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), admin_key.encode()):
+        raise RelayError(401, "Invalid admin key: send 'Authorization: Bearer $RELAY_ADMIN_KEY'.",
+                         "invalid_admin_key")
 
 
 def admin(action: Action, status: int = 200) -> Callable:
@@ -54,58 +61,79 @@ def admin(action: Action, status: int = 200) -> Callable:
 
 
 def _name(request: Request) -> str:
-    return request.path_params["name"]
+    name = request.path_params["name"]
+    if len(name) > MAX_PATH_NAME_CHARS:
+        raise accounts.NotFound(f"no account named {name[:40]!r}… (names have at most 64 characters)")
+    return name
 
 
 def _query_int(request: Request, name: str, default: int) -> int:
     value = request.query_params.get(name)
     if value is None:
         return default
-    if not value.isdigit() or len(value) > 19:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
         raise ValueError(f"'{name}' must be a whole number")
     return int(value)
 
 
-def _int_param(request: Request, name: str) -> int:
-    return int(request.path_params[name])
+def _id(request: Request, name: str) -> int:
+    return parse_id(request.path_params[name], name)
+
+
+# --- actions: (state, request, body) → JSON-ready result ------------------------------------------
+
+def create_account(s: Any, r: Request, b: dict) -> dict:
+    spec = validate(AccountIn, b)
+    return operator.create_account(s.engine, spec.name, spec.tier)
+
+
+def set_tier(s: Any, r: Request, b: dict) -> dict:
+    return operator.set_tier(s.engine, _name(r), validate(TierIn, b).tier)
+
+
+def set_limits(s: Any, r: Request, b: dict) -> dict:
+    return operator.set_limits(s.engine, _name(r), b.get("rpm", operator.KEEP), b.get("tpm", operator.KEEP))
+
+
+def create_key(s: Any, r: Request, b: dict) -> dict:
+    return operator.create_key(s.engine, _name(r), validate(KeyIn, b).label)
+
+
+def topup(s: Any, r: Request, b: dict) -> dict:
+    spec = validate(TopupIn, b)
+    return operator.topup(s.engine, _name(r), spec.amount_usd, spec.note, r.headers.get("idempotency-key"))
+
+
+def add_credential(s: Any, r: Request, b: dict, account: str | None = None) -> dict:
+    spec = validate(CredentialIn, b)
+    return operator.add_credential(s.credentials, spec.provider, spec.api_key, account, spec.base_url, spec.label)
 
 
 routes = [
     Route("/accounts", admin(lambda s, r, b: operator.list_accounts(
         s.engine, _query_int(r, "limit", 100), _query_int(r, "after", 0))), methods=["GET"]),
-    Route("/accounts", admin(lambda s, r, b: operator.create_account(s.engine, b["name"], b.get("tier", "starter")), 201),
-          methods=["POST"]),
+    Route("/accounts", admin(create_account, 201), methods=["POST"]),
     Route("/accounts/{name}", admin(lambda s, r, b: operator.show_account(s.engine, _name(r))), methods=["GET"]),
-    Route("/accounts/{name}/tier", admin(lambda s, r, b: operator.set_tier(s.engine, _name(r), b["tier"])),
-          methods=["PUT"]),
-    Route("/accounts/{name}/limits",
-          admin(lambda s, r, b: operator.set_limits(s.engine, _name(r), b.get("rpm", operator.KEEP),
-                                                    b.get("tpm", operator.KEEP))), methods=["PUT"]),
+    Route("/accounts/{name}/tier", admin(set_tier), methods=["PUT"]),
+    Route("/accounts/{name}/limits", admin(set_limits), methods=["PUT"]),
     Route("/accounts/{name}/keys", admin(lambda s, r, b: operator.list_keys(s.engine, _name(r))), methods=["GET"]),
-    Route("/accounts/{name}/keys", admin(lambda s, r, b: operator.create_key(s.engine, _name(r), b.get("label")), 201),
-          methods=["POST"]),
-    Route("/keys/{key_id:int}", admin(lambda s, r, b: operator.revoke_key(s.engine, _int_param(r, "key_id"))),
+    Route("/accounts/{name}/keys", admin(create_key, 201), methods=["POST"]),
+    Route("/keys/{key_id}", admin(lambda s, r, b: operator.revoke_key(s.engine, _id(r, "key_id"))),
           methods=["DELETE"]),
     Route("/accounts/{name}/balance", admin(lambda s, r, b: operator.balance(s.engine, _name(r))), methods=["GET"]),
     # A retried top-up with the same Idempotency-Key is answered 200 with the original, not counted twice.
-    Route("/accounts/{name}/topup",
-          admin(lambda s, r, b: operator.topup(s.engine, _name(r), b["amount_usd"], b.get("note"),
-                                               r.headers.get("idempotency-key")), 201), methods=["POST"]),
+    Route("/accounts/{name}/topup", admin(topup, 201), methods=["POST"]),
     Route("/accounts/{name}/usage",
           admin(lambda s, r, b: operator.usage(s.engine, _name(r), parse_time(r.query_params.get("since"), "since"))),
           methods=["GET"]),
     Route("/pool", admin(lambda s, r, b: operator.list_credentials(s.credentials)), methods=["GET"]),
-    Route("/pool", admin(lambda s, r, b: operator.add_credential(s.credentials, b["provider"], b["api_key"],
-                                                                 base_url=b.get("base_url"), label=b.get("label")), 201),
-          methods=["POST"]),
-    Route("/pool/{cid:int}", admin(lambda s, r, b: operator.remove_credential(s.credentials, _int_param(r, "cid"))),
+    Route("/pool", admin(add_credential, 201), methods=["POST"]),
+    Route("/pool/{cid}", admin(lambda s, r, b: operator.remove_credential(s.credentials, _id(r, "cid"))),
           methods=["DELETE"]),
     Route("/accounts/{name}/byok", admin(lambda s, r, b: operator.list_credentials(s.credentials, _name(r))),
           methods=["GET"]),
-    Route("/accounts/{name}/byok",
-          admin(lambda s, r, b: operator.add_credential(s.credentials, b["provider"], b["api_key"], _name(r),
-                                                        b.get("base_url"), b.get("label")), 201), methods=["POST"]),
-    Route("/accounts/{name}/byok/{cid:int}",
-          admin(lambda s, r, b: operator.remove_credential(s.credentials, _int_param(r, "cid"), _name(r))),
+    Route("/accounts/{name}/byok", admin(lambda s, r, b: add_credential(s, r, b, _name(r)), 201), methods=["POST"]),
+    Route("/accounts/{name}/byok/{cid}",
+          admin(lambda s, r, b: operator.remove_credential(s.credentials, _id(r, "cid"), _name(r))),
           methods=["DELETE"]),
 ]

@@ -24,6 +24,7 @@ from relay.netguard import internal_target
 from relay.routes.authenticated import authenticated
 from relay.schemas.body import read_json, validate
 from relay.schemas.byok import CredentialIn
+from relay.schemas.limits import parse_id
 from relay.state import RelayState
 from relay.verify import verify
 
@@ -69,12 +70,13 @@ async def add_credential(request: Request, state: RelayState, caller: Caller) ->
 
 
 async def verify_credential(request: Request, state: RelayState, caller: Caller) -> Response:
-    record = await _owned(state, caller, request.path_params["credential_id"])
+    record = await _owned(state, caller, parse_id(request.path_params["credential_id"]))
     return JSONBody(await _verified(state, record))
 
 
 async def remove_credential(request: Request, state: RelayState, caller: Caller) -> Response:
-    credential_id = request.path_params.get("credential_id") or await _id_in_query_or_body(request, state)
+    path_id = request.path_params.get("credential_id")
+    credential_id = parse_id(path_id) if path_id is not None else await _id_in_query_or_body(request, state)
     removed = await anyio.to_thread.run_sync(state.credentials.remove, credential_id, caller.account_id)
     if not removed:
         raise not_found(credential_id)
@@ -86,10 +88,10 @@ async def _id_in_query_or_body(request: Request, state: RelayState) -> int:
     raw = request.query_params.get("id")
     if raw is None and request.headers.get("content-length", "0") != "0":
         raw = (await read_json(request, state.settings.max_body_bytes)).get("id")
-    if isinstance(raw, bool) or not str(raw).isdigit():
+    if raw is None:
         raise bad_request("Name the credential to remove: DELETE /byok/credentials/{id}, ?id=N or "
                           '{"id": N}.', "id", "missing_id")
-    return int(str(raw))
+    return parse_id(raw)
 
 
 def routes() -> list[Route]:
@@ -97,6 +99,6 @@ def routes() -> list[Route]:
         Route("/byok/credentials", authenticated(list_credentials), methods=["GET"]),
         Route("/byok/credentials", authenticated(add_credential), methods=["POST"]),
         Route("/byok/credentials", authenticated(remove_credential), methods=["DELETE"]),
-        Route("/byok/credentials/{credential_id:int}", authenticated(remove_credential), methods=["DELETE"]),
-        Route("/byok/credentials/{credential_id:int}/verify", authenticated(verify_credential), methods=["POST"]),
+        Route("/byok/credentials/{credential_id}", authenticated(remove_credential), methods=["DELETE"]),
+        Route("/byok/credentials/{credential_id}/verify", authenticated(verify_credential), methods=["POST"]),
     ]

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from relay.call import Call
-from relay.errors import bad_request
+from relay.errors import RelayError, bad_request
 from relay.image_tokens import input_image_tokens
 from relay.schemas.body import read_json, validate
 from relay.schemas.image_files import decode_data_url, inspect_image
@@ -76,8 +76,14 @@ async def _multipart_edit(request: Request, settings: Settings) -> Call:
 
 
 async def _json_edit(request: Request, settings: Settings) -> Call:
-    # Image inputs travel inside the JSON as data URLs, so the upload limit applies, not the body one.
-    body = await read_json(request, settings.max_upload_bytes)
+    # A JSON body is held to the JSON limit (README); larger images go as multipart uploads, which
+    # are streamed against the upload limit.
+    try:
+        body = await read_json(request, settings.max_body_bytes)
+    except RelayError as error:
+        if error.status == 413:
+            error.message += " Send larger images as a multipart/form-data upload (image=@input.png)."
+        raise
     _refuse_stream(body)
     spec = validate(ImageEditRequest, body)
     if not spec.images:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -18,30 +19,53 @@ from relay.state import RelayState
 from relay.usage_log import UsageQuery, list_records, record_view, totals
 
 
+# Unix timestamps from 1970 to the last second of year 9999 (what a datetime can hold).
+MAX_TIMESTAMP = 253_402_300_799
+MAX_TIME_CHARS = 64  # the longest ISO 8601 form with microseconds and a zone is 32
+
+
 def parse_time(value: str | None, param: str) -> datetime | None:
     """An ISO 8601 date or time (UTC when no zone is given), or a unix timestamp."""
     if not value:
         return None
+    problem = f"'{param}' must be an ISO 8601 date/time (e.g. 2026-01-31T12:00:00Z) or a unix timestamp " \
+              f"from 0 to {MAX_TIMESTAMP}, got {value[:MAX_TIME_CHARS]!r}."
+    if len(value) > MAX_TIME_CHARS:
+        raise bad_request(problem, param, "invalid_time")
     try:
-        moment = datetime.fromtimestamp(int(value), timezone.utc) if value.isdigit() else datetime.fromisoformat(value)
-    except ValueError:
-        raise bad_request(f"'{param}' must be an ISO 8601 date/time or a unix timestamp, got {value!r}.", param) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        if value.isascii() and value.isdigit():
+            if int(value) > MAX_TIMESTAMP:
+                raise ValueError(value)
+            moment = datetime.fromtimestamp(int(value), timezone.utc)
+        else:
+            moment = datetime.fromisoformat(value)
+        # Normalised to UTC here: a zone offset near year 1 or 9999 would otherwise overflow later.
+        moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise bad_request(problem, param, "invalid_time") from None
+    return moment
 
 
 def parse_query(request: Request, account_id: int | None) -> UsageQuery:
     params = request.query_params
     limit = params.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    if not (limit.isascii() and limit.isdigit()) or len(limit) > 4 or not 1 <= int(limit) <= 1000:
         raise bad_request("'limit' must be a whole number from 1 to 1000.", "limit")
     return UsageQuery(
         account_id=account_id,
         since=parse_time(params.get("since"), "since"),
         until=parse_time(params.get("until"), "until"),
-        model=params.get("model"),
+        model=_short(params, "model", 256),
         limit=int(limit),
-        after=params.get("after"),
+        after=_short(params, "after", 64),  # a usage record id (req_ + 32 hex)
     )
+
+
+def _short(params: Any, name: str, most: int) -> str | None:
+    value = params.get(name)
+    if value is not None and len(value) > most:
+        raise bad_request(f"'{name}' is too long: at most {most} characters.", name)
+    return value
 
 
 async def _usage(request: Request, state: RelayState, caller: Caller) -> Response:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from relay.errors import RelayError, bad_request
+from relay.schemas.limits import check_body_limits, check_json_content_type
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -47,6 +48,7 @@ async def read_json(request: Request, limit: int) -> dict:
 
 async def read_json_sized(request: Request, limit: int) -> tuple[dict, int]:
     """The JSON object and its size in bytes (which decides where its tokens are counted)."""
+    check_json_content_type(request.headers.get("content-type"))
     raw = await read_body(request, limit)
     try:
         body = orjson.loads(raw)
@@ -54,6 +56,7 @@ async def read_json_sized(request: Request, limit: int) -> tuple[dict, int]:
         raise bad_request(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    check_body_limits(body, raw)
     return body, len(raw)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
 
 
 class _Open(BaseModel):
@@ -38,6 +40,21 @@ class EmbeddingsRequest(_Open):
     input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
+
+    @field_validator("input")
+    @classmethod
+    def _within_openai_limits(cls, value: Any) -> Any:
+        """OpenAI's own limits: 2,048 inputs per request, token ids that fit its 32-bit vocabulary
+        (each input's 8,192 tokens are checked where they are counted, relay.tokens)."""
+        if isinstance(value, str) or not value:
+            return value
+        if not isinstance(value[0], int) and len(value) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"at most {MAX_EMBEDDING_INPUTS} inputs per request, got {len(value)}; "
+                             "split them over several requests")
+        arrays = [value] if isinstance(value[0], int) else value if isinstance(value[0], list) else []
+        if any(not 0 <= token < 2**31 for array in arrays for token in array):
+            raise ValueError("token ids are whole numbers from 0 to 2147483647")
+        return value
 
 
 class ImageGenerationRequest(_Open):

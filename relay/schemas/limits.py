@@ -1,0 +1,75 @@
+"""Limits on input that hold for every JSON body, whatever the route: the checks that keep a
+hostile or broken client from making the relay do unbounded work (README: "Limits on input").
+
+Each is a 4xx the caller can act on; none of them is ever reached by an ordinary SDK request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.errors import RelayError, bad_request
+
+# JSON nesting: real requests stay under ~10 levels (tool schemas are the deepest). The token
+# counter and the LiteLLM translators recurse, so an unbounded depth would be a RecursionError.
+MAX_JSON_DEPTH = 64
+# Anthropic's documented limit on messages in one request; the relay uses it for OpenAI's too.
+MAX_MESSAGES = 100_000
+MAX_MODEL_CHARS = 256  # catalog names are ~30 characters; the name is echoed in 404s
+# What a relay id or a database key can hold (signed 64-bit): larger ids cannot exist.
+MAX_ID = 2**63 - 1
+
+
+def unsupported_media_type(content_type: str) -> RelayError:
+    return RelayError(415, f"Unsupported Content-Type '{content_type[:100]}': this endpoint takes a JSON body; "
+                      "send 'Content-Type: application/json'.", "unsupported_content_type")
+
+
+def check_json_content_type(content_type: str | None) -> None:
+    """A missing Content-Type is read as JSON (curl scripts, old SDKs); a different one is refused
+    rather than guessed at (a form post parsed as JSON gives a confusing 400)."""
+    if not content_type:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise unsupported_media_type(content_type)
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit` (iterative: a deep value cannot overflow the
+    stack of the check itself)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def check_body_limits(body: dict, raw: bytes) -> None:
+    """Depth, message count and model name length of a parsed JSON object body."""
+    # Depth is at most the number of opening brackets: counted in C, this skips the walk for
+    # almost every request.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and depth_exceeds(body, MAX_JSON_DEPTH):
+        raise bad_request(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels; flatten it.",
+                          code="json_too_deep")
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
+        raise bad_request(f"Too many messages: {len(messages)}; at most {MAX_MESSAGES} per request.",
+                          "messages", "too_many_messages")
+    model = body.get("model")
+    if isinstance(model, str) and len(model) > MAX_MODEL_CHARS:
+        raise bad_request(f"'model' is too long ({len(model)} characters); model names have at most "
+                          f"{MAX_MODEL_CHARS}. GET /v1/models lists them.", "model", "invalid_model")
+
+
+def parse_id(raw: object, what: str = "id") -> int:
+    """An id from a path, query or body: ids are signed 64-bit in the database, so a larger one is
+    refused here rather than overflowing the driver (and 4,300+ digits would fail int() itself)."""
+    text = str(raw)
+    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ID:
+        raise bad_request(f"'{what}' must be a whole number from 0 to {MAX_ID}, got {text[:40]!r}.", what, "invalid_id")
+    return int(text)
