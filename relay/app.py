@@ -9,11 +9,15 @@ import logging
 import re
 from typing import AsyncIterator
 
+import orjson
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.auth import Authenticator
 from relay.billing import Billing, sweep_expired_holds
@@ -22,6 +26,7 @@ from relay.credentials import CredentialStore
 from relay.crypto import SecretBox
 from relay.db.engine import make_engine
 from relay.errors import RelayError, render
+from relay.key_health import recheck_failing
 from relay.limits import build_limiter
 from relay.routes import admin, byok, docs, health, models, responses, usage
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
@@ -31,6 +36,7 @@ from relay.upstream import client as upstream_client
 from relay.upstream.registry import ADAPTERS
 
 log = logging.getLogger("relay")
+access_log = logging.getLogger("relay.http")
 _ANTHROPIC_PATH = re.compile(r"/v1/messages(/|$)")
 
 
@@ -66,11 +72,60 @@ async def client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
+class ClientErrorLog:
+    """One log line per 4xx answer (method, path, status, error code; never a body, query or
+    header), so operators see refused input; 2xx/5xx are left to the access log and handlers.
+    Plain ASGI: it adds one function call per message to every answer, nothing more."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif 400 <= status < 500:
+                _log_client_error(scope, status, message.get("body", b""))
+                status = 0  # once per answer
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+
+def _log_client_error(scope: Scope, status: int, body: bytes) -> None:
+    try:
+        error = orjson.loads(body)["error"]
+        code = error.get("code") or error.get("type") or "-"
+    except Exception:  # noqa: BLE001 - not a JSON error body (e.g. a 499): the status says enough
+        code = "-"
+    # raw_path as sent (percent-encoded, so no newline can forge a log line), never the query string.
+    raw = scope.get("raw_path") or scope["path"].encode()
+    path = "".join(c if " " < c < "\x7f" else f"%{ord(c):02X}" for c in raw[:200].decode("latin-1"))
+    level = logging.WARNING if status in (401, 403) else logging.INFO
+    access_log.log(level, "%s %s -> %d %s", scope["method"], path, status, str(code)[:64])
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     error = RelayError(500, "The relay hit an internal error; nothing was charged. Retry, or report "
                        "the x-request-id if it persists.", "internal_error")
     return render(error, _protocol_of(request))
+
+
+def upstream_policy(settings: Settings) -> upstream_client.Policy:
+    return upstream_client.Policy(
+        connect_s=settings.upstream_connect_timeout_s,
+        first_byte_s=settings.upstream_first_byte_timeout_s,
+        idle_s=settings.upstream_idle_timeout_s,
+        stream_s=settings.upstream_stream_timeout_s,
+        guard=not settings.allow_internal_base_urls,
+    )
 
 
 def build_app(settings: Settings | None = None, state: RelayState | None = None) -> Starlette:
@@ -84,11 +139,14 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         gc.collect()
         gc.freeze()
         loop = asyncio.get_running_loop()
+        upstream_client.configure(upstream_policy(relay.settings))
         sweeper = loop.create_task(sweep_expired_holds(relay.billing))
         heartbeat = loop.create_task(relay.billing.heartbeat())
+        recheck = loop.create_task(recheck_failing(relay))  # failing keys rejoin once they work
         yield
         sweeper.cancel()
         heartbeat.cancel()
+        recheck.cancel()
         await relay.drain()  # settle what is in flight before the process goes
         await relay.billing.close()
         await relay.limiter.close()
@@ -113,6 +171,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(ClientErrorLog)],
         exception_handlers={HTTPException: http_error, ClientDisconnect: client_gone, Exception: unexpected_error},
     )
 

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from relay import accounts, ledger, operator
@@ -56,8 +57,28 @@ def seed_dev_account(settings: Settings) -> None:
     operator.create_account(engine, "dev")
     operator.topup(engine, "dev", settings.dev_starter_balance_usd, note="dev starter balance")
     key = operator.create_key(engine, "dev", label="dev")["key"]
-    print(f"Created account 'dev' with ${settings.dev_starter_balance_usd} and its API key "
-          f"(shown once):\n\n    {key}\n", file=sys.stderr, flush=True)
+    created = f"Created account 'dev' with ${settings.dev_starter_balance_usd} and its API key"
+    if _to_terminal(f"{created} (shown once):\n\n    {key}\n\n"):
+        return
+    # No terminal (a service manager, a container): stderr is then somebody's log file, which must
+    # never hold a key. The key goes to a file only its owner can read.
+    DEV_KEY_FILE.write_text(key + "\n")
+    DEV_KEY_FILE.chmod(0o600)
+    print(f"{created}; the key is in {DEV_KEY_FILE} (not printed: no terminal to show it on).",
+          file=sys.stderr, flush=True)
+
+
+DEV_KEY_FILE = Path(".relay-dev-key")
+
+
+def _to_terminal(text: str) -> bool:
+    """Write to the controlling terminal itself, not stderr: stderr may be redirected to a log."""
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(text)
+        return True
+    except OSError:
+        return False
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> dict:
@@ -109,6 +130,11 @@ def _set_limits(args: argparse.Namespace, settings: Settings) -> dict:
 def _rotate(args: argparse.Namespace, settings: Settings) -> dict:
     """After setting a new RELAY_SECRET_KEY with the old one in RELAY_OLD_SECRET_KEYS."""
     return {"reencrypted": _store(settings).rotate_encryption()}
+
+
+def _verify_pool(args: argparse.Namespace, settings: Settings) -> list[dict]:
+    bases = {provider: settings.base_url_for(provider) for provider in ("openai", "anthropic")}
+    return operator.verify_pool(_store(settings), bases, args.id, min(settings.upstream_timeout_s, 15.0))
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -171,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label")
     command(pool, "list", _with_store(operator.list_credentials), "list pool keys (masked)")
     command(pool, "remove", _with_store(operator.remove_credential, "id"), "remove a pool key").add_argument("id", type=int)
+    command(pool, "verify", _verify_pool, "check pool keys with the provider now; working ones rejoin rotation"
+            ).add_argument("id", type=int, nargs="?")
 
     byok = groups.add_parser("byok", help="accounts' own provider keys").add_subparsers(dest="action", required=True)
     p = command(byok, "add", _with_store(operator.add_credential, "provider", "api_key", account="account", base_url="base_url",

@@ -12,14 +12,17 @@ from sqlmodel import Session, create_engine
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        # hide_parameters: an error's message (and so a log line) never carries bound values
+        # such as key hashes and prefixes.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False,
+            hide_parameters=True,
         )
         _serialize_sqlite_writes(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
 def _serialize_sqlite_writes(engine: Engine) -> None:
