@@ -18,6 +18,7 @@ from sqlmodel import select
 from relay.crypto import InvalidToken, SecretBox, mask_key
 from relay.db.engine import read_scope, session_scope
 from relay.db.models import ProviderCredential, utcnow
+from relay.key_health import Cooldowns, UpstreamHealth
 
 PROVIDERS = ("openai", "anthropic")
 _MAX_CACHED = 100_000  # (owner, provider) entries; BYOK makes one per active account
@@ -37,6 +38,17 @@ class Credential:
 
     def __repr__(self) -> str:  # never let a key reach a log line through repr()
         return f"Credential(id={self.id}, provider={self.provider}, source={self.source})"
+
+    @property
+    def handle(self) -> str:
+        """A stable name for in-memory state (cool-downs): the id, or the provider for an env key."""
+        return f"{self.provider}:{self.id if self.id is not None else 'env'}"
+
+    @property
+    def own_endpoint(self) -> bool:
+        """A caller's key with the caller's own base URL: its connections go through the network
+        guard (relay.netguard), since the caller chose where the relay connects."""
+        return self.source == "byok" and bool(self.base_url)
 
 
 class UnknownProvider(ValueError):
@@ -58,6 +70,8 @@ class CredentialStore:
         self._ttl = cache_ttl_s
         self._cache: dict[tuple[int | None, str], tuple[float, list[Credential], list[Credential]]] = {}
         self._turn = itertools.count()
+        self.cooldowns = Cooldowns()  # keys resting after a 429 (relay.key_health)
+        self.health = UpstreamHealth()  # per provider, for /readyz
 
     # -- management (CLI, admin API, /byok/credentials) --------------------------------------
     def add(self, provider: str, api_key: str, *, account_id: int | None = None,
@@ -120,8 +134,10 @@ class CredentialStore:
 
     # -- the hot path ------------------------------------------------------------------------
     async def candidates(self, provider: str, account_id: int | None) -> list[Credential]:
-        """Credentials to try, in order: healthy ones round-robin, then failing ones, least
-        recently failed first. `account_id` None is the shared pool; never mixed with BYOK.
+        """Credentials to try, in order: healthy ones round-robin, those cooling after a 429 last
+        (soonest ready first). Keys marked failing (401/403) are out of rotation while any healthy
+        one exists; with none, they are the last resort, least recently failed first (one that
+        works is marked healthy again). `account_id` None is the shared pool; never mixed with BYOK.
         A warm cache answers without touching the database; a miss reads it off the event loop."""
         cache_key = (account_id, provider)
         cached = self._cache.get(cache_key)
@@ -132,10 +148,13 @@ class CredentialStore:
                 self._cache.clear()
             self._cache[cache_key] = cached
         _, healthy, failing = cached
+        if not healthy:
+            return list(failing)
         if len(healthy) > 1:
             start = next(self._turn) % len(healthy)
             healthy = healthy[start:] + healthy[:start]
-        return healthy + failing
+            healthy.sort(key=lambda c: self.cooldowns.left(c.handle))  # stable: ready keys keep their turn
+        return healthy
 
     def _load(self, provider: str, account_id: int | None) -> tuple[list[Credential], list[Credential]]:
         with read_scope(self.engine) as session:
@@ -158,6 +177,21 @@ class CredentialStore:
         if account_id is None:
             healthy += [c for c in self._env_pool if c.provider == provider]
         return healthy, failing
+
+    def failing_records(self, limit: int) -> list[ProviderCredential]:
+        """Keys marked failing (pool and BYOK), oldest failure first: the re-verification's round."""
+        with read_scope(self.engine) as session:
+            query = (select(ProviderCredential).where(ProviderCredential.status == "failing")
+                     .order_by(ProviderCredential.failed_at, ProviderCredential.id).limit(limit))  # type: ignore[arg-type]
+            return list(session.exec(query))
+
+    def failing_pool_counts(self) -> dict[str, int]:
+        """Failing shared-pool keys per provider (/readyz)."""
+        with read_scope(self.engine) as session:
+            query = select(ProviderCredential.provider).where(
+                _owner(None), ProviderCredential.status == "failing")
+            found = list(session.exec(query))
+        return {provider: found.count(provider) for provider in PROVIDERS}
 
     def mark_failing(self, credential_id: int | None, reason: str) -> None:
         self._set_status(credential_id, "failing", reason)
@@ -198,5 +232,6 @@ def public_view(record: ProviderCredential) -> dict:
         "label": record.label,
         "status": record.status,
         "failure_reason": record.failure_reason,
+        "failed_at": record.failed_at.isoformat() if record.failed_at and record.status == "failing" else None,
         "created_at": record.created_at.isoformat() if record.created_at else None,
     }

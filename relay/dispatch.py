@@ -3,12 +3,16 @@
 An attempt is the upstream call plus, for a stream, its first item: a failure before the client
 has received anything is retried (with backoff, on the next credential where there is one); after
 that, the stream relay reports it in-band. A credential the provider rejects (401/403) is marked
-failing and dropped for the rest of the request, and the next one is tried at once.
+failing and dropped for the rest of the request, and the next one is tried at once. A key that
+gets a 429 cools down for its Retry-After (relay.key_health) and the retry goes to a key that is
+ready; when every key is cooling, the request waits for the first (briefly) or is answered 429.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +24,9 @@ from relay.call import Call
 from relay.catalog import CatalogModel
 from relay.credentials import Credential, CredentialStore
 from relay.errors import RelayError
+from relay.key_health import cool_down_s
 from relay.upstream.base import Target, target_for
-from relay.upstream.errors import is_connection_failure, is_timeout, retry_after_of
+from relay.upstream.errors import deadline_of, is_connection_failure, is_timeout, retry_after_of
 
 log = logging.getLogger("relay.dispatch")
 
@@ -57,11 +62,41 @@ def is_transient(exc: BaseException) -> bool:
     return _status(exc) in _TRANSIENT_STATUS
 
 
-def _wait(state: RetryCallState) -> float:
-    """The provider's Retry-After when it gave one, else exponential backoff with jitter."""
-    failure = state.outcome.exception() if state.outcome is not None else None
-    asked = retry_after_of(failure) if failure is not None else None
-    return min(asked, MAX_RETRY_AFTER_S) if asked is not None else _backoff(state)
+def _cooling(store: CredentialStore | None, credential: Credential) -> float:
+    return store.cooldowns.left(credential.handle) if store is not None else 0.0
+
+
+def _pick(credentials: list[Credential], turn: int, store: CredentialStore | None) -> Credential:
+    """The attempt's key: the next in rotation that is not cooling, else the one ready soonest."""
+    order = [credentials[(turn + i) % len(credentials)] for i in range(len(credentials))]
+    return min(order, key=lambda c: _cooling(store, c))  # min keeps the first of equals: rotation order
+
+
+async def _wait_for_a_key(credentials: list[Credential], store: CredentialStore | None, provider: str) -> None:
+    """Every key is cooling after a 429: wait for the first if that is short, else answer 429
+    now rather than send the provider a request it asked not to get."""
+    left = min((_cooling(store, c) for c in credentials), default=0.0)
+    if left <= 0:
+        return
+    if left <= MAX_RETRY_AFTER_S:
+        await asyncio.sleep(left)
+        return
+    whose = "your BYOK keys" if credentials[0].source == "byok" else "the relay's keys"
+    wait = math.ceil(left)
+    raise RelayError(429, f"The upstream provider ({provider}) is rate limiting {whose}; retry in {wait} s.",
+                     "upstream_rate_limited", headers={"Retry-After": str(wait)})
+
+
+def _note_failure(store: CredentialStore | None, credential: Credential, provider: str, exc: BaseException) -> None:
+    """A 429 cools the key; every failure shows in the provider's health (/readyz)."""
+    if store is None or isinstance(exc, RelayError):
+        return
+    status = _status(exc)
+    if status == 429:
+        store.cooldowns.cool(credential.handle, cool_down_s(retry_after_of(exc)))
+    if not credential.own_endpoint:
+        kind = "timeout" if is_timeout(exc) else "connection" if is_connection_failure(exc) else f"HTTP {status}"
+        store.health.failure(provider, kind)
 
 
 async def dispatch(
@@ -76,10 +111,11 @@ async def dispatch(
     store: CredentialStore | None = None,
 ) -> Dispatched:
     usable = list(credentials)
+    await _wait_for_a_key(usable, store, model.provider)
     while True:
         tried: list[Credential] = []
         try:
-            dispatched = await _attempts(adapter, call, model, usable, tried, default_base, timeout, retries)
+            dispatched = await _attempts(adapter, call, model, usable, tried, default_base, timeout, retries, store)
         except RelayError:
             raise
         except Exception as exc:  # noqa: BLE001 - every upstream failure becomes a deliberate answer
@@ -90,6 +126,8 @@ async def dispatch(
                     usable.remove(credential)
                     continue
             raise upstream_error(exc, credential, model) from exc
+        if store is not None and not dispatched.credential.own_endpoint:
+            store.health.success(model.provider)
         if dispatched.credential.failing and store is not None:
             # A key tried as a last resort works again. Off the event loop: it is a database write.
             await anyio.to_thread.run_sync(store.mark_ok, dispatched.credential.id)
@@ -97,32 +135,59 @@ async def dispatch(
 
 
 async def _attempts(adapter: Any, call: Call, model: CatalogModel, credentials: list[Credential],
-                    tried: list[Credential], default_base: str, timeout: float, retries: int) -> Dispatched:
-    """Transient failures retried with backoff, rotating through `credentials`."""
+                    tried: list[Credential], default_base: str, timeout: float, retries: int,
+                    store: CredentialStore | None = None) -> Dispatched:
+    """Transient failures retried with backoff, rotating through `credentials` (cooling keys last)."""
+
+    def another_key_ready(exc: BaseException) -> bool:
+        # A 429 is about that key: another key that is ready may serve now, whatever the pause asked.
+        following = _pick(credentials, len(tried), store)
+        return _status(exc) == 429 and following is not tried[-1] and _cooling(store, following) == 0
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        following = _pick(credentials, len(tried), store)
+        if (left := _cooling(store, following)) > 0:
+            return min(left, MAX_RETRY_AFTER_S)
+        if failure is not None and following is not tried[-1] and _status(failure) == 429:
+            return 0.0  # the other key is not the one the provider asked to wait
+        asked = retry_after_of(failure) if failure is not None else None
+        return min(asked, MAX_RETRY_AFTER_S) if asked is not None else _backoff(state)
+
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retries + 1),
-        wait=_wait,
-        retry=retry_if_exception(is_transient),
+        wait=wait,
+        retry=retry_if_exception(lambda exc: is_transient(exc) or another_key_ready(exc)),
         reraise=True,
     )
     async for attempt in retrying:
         with attempt:
-            credential = credentials[len(tried) % len(credentials)]
+            credential = _pick(credentials, len(tried), store)
             tried.append(credential)
-            target = target_for(model, credential, default_base, timeout)
-            result = await adapter.send(call, target)
-            headers = getattr(result, "headers", {})
-            first = None
-            if call.stream:
-                iterator = result.__aiter__()
-                try:
-                    first = await anext(iterator, _END)
-                except BaseException:
-                    await iterator.aclose()  # the connection goes now, not when the generator is collected
-                    raise
-                result = iterator
-            return Dispatched(result, first, credential, target, headers)
+            try:
+                return await _attempt(adapter, call, model, credential, default_base, timeout)
+            except Exception as exc:
+                _note_failure(store, credential, model.provider, exc)
+                raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _attempt(adapter: Any, call: Call, model: CatalogModel, credential: Credential,
+                   default_base: str, timeout: float) -> Dispatched:
+    """One upstream call and, for a stream, its first item."""
+    target = target_for(model, credential, default_base, timeout)
+    result = await adapter.send(call, target)
+    headers = getattr(result, "headers", {})
+    first = None
+    if call.stream:
+        iterator = result.__aiter__()
+        try:
+            first = await anext(iterator, _END)
+        except BaseException:
+            await iterator.aclose()  # the connection goes now, not when the generator is collected
+            raise
+        result = iterator
+    return Dispatched(result, first, credential, target, headers)
 
 
 async def reject(credential: Credential, status: int | None, provider: str, store: CredentialStore | None) -> None:
@@ -141,7 +206,10 @@ def upstream_error(exc: BaseException, credential: Credential, model: CatalogMod
     provider = model.provider
     whose = "your BYOK" if credential.source == "byok" else "the relay's"
     if is_timeout(exc) or status in (408, 504):
-        return RelayError(504, f"The upstream provider ({provider}) did not answer in time.", "upstream_timeout")
+        which = f" ({deadline_of(exc)})" if deadline_of(exc) else ""
+        charged = "; only the output already sent is charged" if mid_stream else ""
+        return RelayError(504, f"The upstream provider ({provider}) did not answer in time{which}{charged}.",
+                          "upstream_timeout")
     if status in _REJECTED:
         return RelayError(
             502,

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     upstream_timeout_s: float = 600.0
     upstream_connect_timeout_s: float = 10.0
+    # A stream's first event, each later event, and the whole stream (a complete answer has
+    # upstream_timeout_s in all). Generous: reasoning models may think minutes before or between events.
+    upstream_first_byte_timeout_s: float = Field(default=300.0, gt=0)
+    upstream_idle_timeout_s: float = Field(default=300.0, gt=0)
+    upstream_stream_timeout_s: float = Field(default=3600.0, gt=0)
+    # Keys marked failing (401/403) are re-verified this often (0: never; `relay pool verify` does it now).
+    credential_recheck_s: float = Field(default=300.0, ge=0)
     upstream_retries: int = 2
     # A live process extends its holds every third of this (heartbeat); a dead one's expire.
     hold_ttl_s: float = 45.0

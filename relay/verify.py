@@ -44,7 +44,7 @@ async def probe(credential: Credential, default_base: str, timeout: float) -> Ve
     url, headers = _request(credential, default_base)
     provider = credential.provider
     try:
-        status = await client.get_status(url, headers, timeout)
+        status = await client.get_status(url, headers, timeout, own_endpoint=credential.own_endpoint)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         # The exception's text names the URL at most (never the headers), but keep it to its type.
         return Verification("unverified", f"{provider} could not be reached ({type(exc).__name__})")

@@ -40,8 +40,18 @@ def status_error(status: int, raw: bytes, headers: Mapping[str, str], provider: 
     return error
 
 
-def timeout_error(provider: str, model: str) -> Timeout:
-    return Timeout("the provider did not answer within the attempt's timeout", model=model, llm_provider=provider)
+def timeout_error(provider: str, model: str, detail: str | None = None, stalled: bool = False) -> Timeout:
+    """`detail` says which deadline passed (shown to the client); `stalled`: a stream that had started."""
+    error = Timeout(f"the provider did not answer in time: {detail or 'the attempt timed out'}", model=model,
+                    llm_provider=provider)
+    error.deadline = detail  # type: ignore[attr-defined]
+    error.stalled = stalled  # type: ignore[attr-defined]
+    return error
+
+
+def deadline_of(exc: BaseException) -> str | None:
+    value: Any = getattr(exc, "deadline", None)
+    return value if isinstance(value, str) else None
 
 
 def connection_error(exc: BaseException, provider: str, model: str) -> APIConnectionError:

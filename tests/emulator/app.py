@@ -148,7 +148,7 @@ def provider_route(path: str, protocol: str, handler: Handler, method: str = "PO
         if not call.api_key:
             return error_response(protocol, 401, message=MISSING_KEY[protocol])
         if status := control.key_status(call.api_key):
-            return error_response(protocol, status, call.api_key)
+            return error_response(protocol, status, call.api_key, retry_after=control.key_retry_after(call.api_key))
         if inference and (mode := control.take_mode()):
             call.mode = mode
             if status := mode.error_status:
@@ -182,7 +182,7 @@ async def post_mode(request: Request) -> Response:
 
 async def post_fail_key(request: Request) -> Response:
     payload = await request.json()
-    request.app.state.control.fail_key(payload["api_key"], int(payload["status"]))
+    request.app.state.control.fail_key(payload["api_key"], int(payload["status"]), payload.get("retry_after"))
     return JSONResponse({"ok": True})
 
 

@@ -49,6 +49,13 @@ class Call:
         return bool(self.mode and self.mode.name == "drop_mid_stream")
 
     @property
+    def stall_after(self) -> int | None:
+        """stall mode: the content chunks sent before the stream goes silent."""
+        if self.mode and self.mode.name == "stall":
+            return int(self.mode.options.get("after", DROP_AFTER_CONTENT_CHUNKS))
+        return None
+
+    @property
     def base_url(self) -> str:
         return str(self.request.base_url).rstrip("/")
 
@@ -98,13 +105,13 @@ ANTHROPIC_ERRORS: dict[int, str] = {
 
 
 def error_response(protocol: str, status: int, api_key: str | None = None,
-                   message: str | None = None) -> JSONResponse:
+                   message: str | None = None, retry_after: str | None = None) -> JSONResponse:
     if status >= 500 and message is None:
         # Deliberately echoes the key: relay tests assert it never reaches their clients.
         message = f"internal error for key {api_key}"
     headers = response_headers(protocol)
     if status == 429:
-        headers["retry-after"] = "0"
+        headers["retry-after"] = retry_after or "0"
     if protocol == "anthropic":
         kind = ANTHROPIC_ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
         body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message or f"{kind} (emulated)"},
@@ -179,6 +186,12 @@ class SSEStream:
             content_sent += event.content
             if self.call.drop and content_sent >= DROP_AFTER_CONTENT_CHUNKS:
                 control.stream_event("dropped")
+                await close_connection(scope)
+                return
+            stall = self.call.stall_after
+            if stall is not None and event.content and content_sent >= stall:
+                control.stream_event("dropped")
+                await self.call.wait(3600.0)  # silent until the client leaves or the emulator stops
                 await close_connection(scope)
                 return
         await send({"type": "http.response.body", "body": b"", "more_body": False})

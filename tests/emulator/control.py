@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ERROR_MODE = re.compile(r"^error_(\d{3})$")
-SIMPLE_MODES = frozenset({"slow", "timeout", "drop_mid_stream"})
+# stall: a stream sends its first events (`after` content chunks, default 2), then nothing, holding
+# the connection open until the client leaves.
+SIMPLE_MODES = frozenset({"slow", "timeout", "drop_mid_stream", "stall"})
 DEFAULT_DELAYS = {"slow": 0.3, "timeout": 30.0}
 
 
@@ -53,7 +55,7 @@ class Mode:
 
 def validate_mode(name: str) -> None:
     if name not in SIMPLE_MODES and not ERROR_MODE.match(name):
-        raise ValueError(f"unknown mode {name!r}; use error_NNN, slow, timeout or drop_mid_stream")
+        raise ValueError(f"unknown mode {name!r}; use error_NNN, slow, timeout, drop_mid_stream or stall")
 
 
 class Control:
@@ -63,6 +65,7 @@ class Control:
         self._records: list[RecordedRequest] = []
         self._mode: Mode | None = None
         self._failed_keys: dict[str, int] = {}
+        self._key_retry_after: dict[str, str] = {}  # a failed key's Retry-After (429s)
         self._cache_prefixes: set[str] = set()
         self._files: dict[str, bytes] = {}  # kept across reset: image URLs stay fetchable
         self._stats = {"streams_started": 0, "streams_finished": 0, "streams_dropped": 0,
@@ -82,6 +85,7 @@ class Control:
             self._records.clear()
             self._mode = None
             self._failed_keys.clear()
+            self._key_retry_after.clear()
             self._cache_prefixes.clear()
             self._stats = {"streams_started": 0, "streams_finished": 0, "streams_dropped": 0,
                            "last_chunk_sent_at": None}
@@ -108,9 +112,20 @@ class Control:
                     self._mode = None
             return Mode(mode.name, None, dict(mode.options))
 
-    def fail_key(self, api_key: str, status: int) -> None:
+    def fail_key(self, api_key: str, status: int, retry_after: float | None = None) -> None:
+        """Answer every request with this key `status` (0 or None: heal it), with `retry_after`."""
         with self._lock:
+            if not status:
+                self._failed_keys.pop(api_key, None)
+                self._key_retry_after.pop(api_key, None)
+                return
             self._failed_keys[api_key] = int(status)
+            if retry_after is not None:
+                self._key_retry_after[api_key] = f"{retry_after:g}"
+
+    def key_retry_after(self, api_key: str | None) -> str | None:
+        with self._lock:
+            return self._key_retry_after.get(api_key) if api_key else None
 
     def key_status(self, api_key: str | None) -> int | None:
         with self._lock:

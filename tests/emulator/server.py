@@ -73,8 +73,8 @@ class Emulator:
     def set_mode(self, mode: str | None, count: int | None = None, **options: Any) -> None:
         self.control.set_mode(mode, count, **options)
 
-    def fail_key(self, api_key: str, status: int) -> None:
-        self.control.fail_key(api_key, status)
+    def fail_key(self, api_key: str, status: int, retry_after: float | None = None) -> None:
+        self.control.fail_key(api_key, status, retry_after)
 
     def state(self) -> dict[str, Any]:
         return self.control.state()
