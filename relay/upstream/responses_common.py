@@ -3,16 +3,21 @@ response object the relay writes itself, and keeping an answer for `previous_res
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from relay import responses_store
 from relay.call import Call
+from relay.errors import RelayError
 from relay.usage import Usage
+
+log = logging.getLogger("relay.responses")
 
 # Request fields a response object echoes back, with OpenAI's defaults where the client sent none.
 ECHOED_DEFAULTS: dict[str, Any] = {
@@ -114,5 +119,11 @@ async def keep(call: ResponsesCall, response: dict) -> None:
     if response.get("status") not in ("completed", "incomplete"):
         return
     output = [item for item in response.get("output") or [] if isinstance(item, dict)]
-    await responses_store.asave(call.engine, call.account_id, call.model, call.items, output, response,
-                                call.retention_days)
+    try:
+        await responses_store.asave(call.engine, call.account_id, call.model, call.items, output, response,
+                                    call.retention_days)
+    except SQLAlchemyError as exc:
+        # A RelayError, so dispatch neither retries the provider nor blames it.
+        log.warning("storing response %s failed: %s", response["id"], type(exc).__name__)
+        raise RelayError(503, "The relay could not store this response (store is on by default); retry, or send "
+                         "`store: false` if you do not need previous_response_id.", "response_store_unavailable") from None
