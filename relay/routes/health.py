@@ -7,6 +7,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relay.credentials import PROVIDERS
 from relay.jsonresponse import JSONBody
 
 
@@ -23,6 +24,23 @@ def _database_ok(engine) -> bool:  # type: ignore[no-untyped-def]
         return False
 
 
+def _upstream(store, failing: dict[str, int] | None) -> dict:  # type: ignore[no-untyped-def]
+    """Per provider: the last outcome of the relay's own attempts, shared-pool keys marked failing
+    (401/403) and keys cooling after a 429. Reported, never a reason to fail readiness: one
+    provider's outage must not take the instance (and the other provider) out of a load balancer."""
+    return {provider: {**store.health.view(provider),
+                       "failing_pool_keys": None if failing is None else failing.get(provider, 0),
+                       "cooling_keys": store.cooldowns.count(provider + ":")}
+            for provider in PROVIDERS}
+
+
+def _failing_counts(store) -> dict[str, int] | None:  # type: ignore[no-untyped-def]
+    try:
+        return store.failing_pool_counts()
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+        return None
+
+
 async def readyz(request: Request) -> Response:
     """503 only when the database is unreachable: nothing can be served then. A Redis outage
     answers 200 with status "degraded": the instance keeps serving with per-instance limits, and
@@ -37,5 +55,7 @@ async def readyz(request: Request) -> Response:
         "database": "ok" if database else "unreachable",
         "limiter": {"backend": limiter.backend, "ok": limiter.ok, "degraded": limiter.degraded,
                     "detail": limiter.detail},
+        "upstream": _upstream(state.credentials, await anyio.to_thread.run_sync(_failing_counts, state.credentials)
+                              if database else None),
     }
     return JSONBody(body, status_code=200 if database else 503)

@@ -26,7 +26,8 @@ class Target:
 
     @property
     def where(self) -> Where:
-        return Where(self.provider, self.upstream_model, self.timeout, self.connect_timeout)
+        return Where(self.provider, self.upstream_model, self.timeout, self.connect_timeout,
+                     own_endpoint=self.credential.own_endpoint)
 
 
 def target_for(model: CatalogModel, credential: Credential, default_base: str, timeout: float,

@@ -8,6 +8,13 @@ every path (pass-through, translated, token counting, image edits, credential ch
 Failures are raised as the exception types dispatch understands (relay.upstream.errors): a non-2xx
 answer as `status_error` (with the provider's message and `Retry-After`), a timeout as `timeout`,
 anything on the socket as `connection_error`.
+
+Deadlines (`Policy`, set per event loop by the app's lifespan from RELAY_UPSTREAM_*): connecting;
+a complete answer within the attempt's total; a stream's first event within the first-byte
+deadline (and the total), each later event within the idle deadline, the whole stream within the
+stream deadline. Isolation: no overall connection limit, only one per host, so a stuck provider
+holds its own connections and never the others'. Calls for a caller's own base URL go through a
+second session whose resolver refuses non-public addresses when the guard is on (relay.netguard).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 import orjson
 
+from relay.errors import RelayError
+from relay.netguard import GuardedResolver, literal_refusal, refused_by_guard
 from relay.upstream.errors import connection_error, status_error, timeout_error
 
 # Provider headers that clients read, passed on with the answer (the relay keeps `x-request-id`
@@ -30,27 +39,78 @@ PASSED_HEADERS = {
     "request-id": "request-id",
 }
 
-_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession]" = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class Policy:
+    """Deadlines and the network guard of one event loop's upstream calls."""
+
+    connect_s: float = 10.0
+    first_byte_s: float = 300.0
+    idle_s: float = 300.0
+    stream_s: float = 3600.0
+    guard: bool = False  # check the address of every connection to a caller's own base URL
 
 
-def session() -> aiohttp.ClientSession:
-    """The running loop's pooled session (a session must not cross event loops)."""
+_Loop = asyncio.AbstractEventLoop
+_sessions: "weakref.WeakKeyDictionary[_Loop, dict[bool, aiohttp.ClientSession]]" = weakref.WeakKeyDictionary()
+_policies: "weakref.WeakKeyDictionary[_Loop, Policy]" = weakref.WeakKeyDictionary()
+# One stuck host may hold this many connections: the others' are never taken (limit=0 overall).
+LIMIT_PER_HOST = 512
+
+
+def configure(policy: Policy) -> None:
+    """The running loop's policy (the app's lifespan; per loop, like the sessions)."""
+    _policies[asyncio.get_running_loop()] = policy
+
+
+def policy() -> Policy:
+    return _policies.get(asyncio.get_running_loop()) or Policy()
+
+
+def session(guarded: bool = False) -> aiohttp.ClientSession:
+    """The running loop's pooled session (a session must not cross event loops); `guarded`: the
+    one whose resolver refuses non-public addresses."""
     loop = asyncio.get_running_loop()
-    found = _sessions.get(loop)
+    sessions = _sessions.setdefault(loop, {})
+    found = sessions.get(guarded)
     if found is None or found.closed:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=512, ttl_dns_cache=60, keepalive_timeout=30)
+        resolver = GuardedResolver() if guarded else None
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=LIMIT_PER_HOST, ttl_dns_cache=60,
+                                         keepalive_timeout=30, resolver=resolver)
         # auto_decompress: relayed bytes are what the provider meant, whatever it compressed.
-        found = _sessions[loop] = aiohttp.ClientSession(
+        found = sessions[guarded] = aiohttp.ClientSession(
             connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(), skip_auto_headers=("User-Agent",),
         )
     return found
 
 
 async def close() -> None:
-    """Close this loop's session (the app's shutdown)."""
-    found = _sessions.pop(asyncio.get_running_loop(), None)
-    if found is not None and not found.closed:
-        await found.close()
+    """Close this loop's sessions (the app's shutdown)."""
+    for found in (_sessions.pop(asyncio.get_running_loop(), None) or {}).values():
+        if not found.closed:
+            await found.close()
+
+
+def _session_for(url: str, where: "Where") -> aiohttp.ClientSession:
+    """The guarded session for a caller's own endpoint while the guard is on; IP literals, which
+    aiohttp never resolves, are checked here."""
+    if not (where.own_endpoint and policy().guard):
+        return session()
+    reason = literal_refusal(url)
+    if reason:
+        raise _not_allowed(reason)
+    return session(guarded=True)
+
+
+def _not_allowed(reason: str) -> RelayError:
+    return RelayError(400, f"The credential's base_url is not allowed: {reason}. Use the provider's public "
+                      "endpoint (update the credential under /byok/credentials).", "base_url_not_allowed", "base_url")
+
+
+def _client_error(exc: aiohttp.ClientError, where: "Where") -> Exception:
+    refused = refused_by_guard(exc)
+    if refused is not None:
+        return _not_allowed(str(refused))
+    return connection_error(exc, where.provider, where.model)
 
 
 @dataclass
@@ -60,7 +120,8 @@ class Where:
     provider: str
     model: str
     timeout: float
-    connect_timeout: float = 10.0
+    connect_timeout: float = 10.0  # unused: the loop's Policy has RELAY_UPSTREAM_CONNECT_TIMEOUT_S
+    own_endpoint: bool = False  # a caller's own base URL: connected through the guard
 
 
 @dataclass
@@ -79,18 +140,18 @@ def passed_headers(headers: Any) -> dict[str, str]:
 async def post(url: str, headers: dict[str, str], where: Where, *, body: bytes | None = None,
                form: aiohttp.FormData | None = None) -> Reply:
     """POST a JSON body (already encoded) or a multipart form; the JSON object answered."""
-    timeout = aiohttp.ClientTimeout(total=where.timeout, sock_connect=where.connect_timeout)
+    timeout = aiohttp.ClientTimeout(total=where.timeout, sock_connect=policy().connect_s)
     try:
-        async with session().post(url, data=body if form is None else form, headers=headers,
-                                  timeout=timeout) as response:
+        async with _session_for(url, where).post(url, data=body if form is None else form, headers=headers,
+                                                 timeout=timeout, allow_redirects=not where.own_endpoint) as response:
             raw = await response.read()
             if response.status >= 400:
                 raise status_error(response.status, raw, response.headers, where.provider, where.model)
             answered = passed_headers(response.headers)
     except asyncio.TimeoutError as exc:
-        raise timeout_error(where.provider, where.model) from exc
+        raise timeout_error(where.provider, where.model, f"no complete answer within {where.timeout:g} s") from exc
     except aiohttp.ClientError as exc:
-        raise connection_error(exc, where.provider, where.model) from exc
+        raise _client_error(exc, where) from exc
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -108,18 +169,35 @@ class Stream:
     short (the client left) the socket is closed, which is what stops the provider generating.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, where: Where) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, where: Where, deadlines: "Deadlines") -> None:
         self._response = response
         self._where = where
+        self._deadlines = deadlines
         self.headers = passed_headers(response.headers)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._frames()
 
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive, each read bounded by the deadline then in force. The
+        timeout is entered and left around one read (never across a yield): a stream's reads may
+        happen in another task than the one that opened it."""
+        content, deadlines = self._response.content, self._deadlines
+        while True:
+            limit, why = deadlines.next_read()
+            try:
+                async with asyncio.timeout_at(limit):
+                    chunk = await content.readany()
+            except TimeoutError as exc:
+                raise timeout_error(self._where.provider, self._where.model, why, stalled=True) from exc
+            if not chunk:
+                return
+            yield chunk
+
     async def _frames(self) -> AsyncIterator[bytes]:
         buffer = b""
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in self._chunks():
                 buffer += chunk
                 if b"\r" in buffer:  # normalised on the joined buffer: a \r\n pair may be split
                     buffer = buffer.replace(b"\r\n", b"\n")
@@ -132,8 +210,6 @@ class Stream:
             tail = buffer.strip(b"\n")
             if tail:
                 yield tail  # a last event without its blank line
-        except asyncio.TimeoutError as exc:
-            raise timeout_error(self._where.provider, self._where.model) from exc
         except aiohttp.ClientError as exc:
             raise connection_error(exc, self._where.provider, self._where.model) from exc
         finally:  # also when the reader stops early (aclose): the connection is never left open
@@ -149,21 +225,51 @@ class Stream:
         self.close()
 
 
+class Deadlines:
+    """A stream's clock: the first event by the first-byte deadline (capped by the attempt's
+    total), then each event within the idle deadline, all of it within the stream deadline."""
+
+    def __init__(self, where: Where, rules: Policy) -> None:
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._idle = rules.idle_s
+        self._end = now + rules.stream_s
+        first = min(rules.first_byte_s, where.timeout)
+        self._first_at: float | None = min(now + first, self._end)
+        self._first_why = f"no first event within {first:g} s"
+
+    def headers_by(self) -> float:
+        return self._first_at if self._first_at is not None else self._end
+
+    def next_read(self) -> tuple[float, str]:
+        """When the next read must have answered, and what to say if it does not."""
+        if self._first_at is not None:  # the first read: the first-byte deadline; later ones: idle
+            limit, self._first_at = self._first_at, None
+            return limit, self._first_why
+        idle_at = self._loop.time() + self._idle
+        if idle_at < self._end:
+            return idle_at, f"the stream stalled: nothing for {self._idle:g} s"
+        return self._end, "the stream ran past RELAY_UPSTREAM_STREAM_TIMEOUT_S"
+
+
 async def open_stream(url: str, headers: dict[str, str], where: Where, body: bytes) -> Stream:
     """POST and wait for the answer's headers; a non-2xx answer raises like `post`."""
-    # No total: a stream may run long; each read waits at most the attempt's timeout.
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=where.connect_timeout, sock_read=where.timeout)
+    rules = policy()
+    deadlines = Deadlines(where, rules)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=rules.connect_s)
     try:
-        response = await session().post(url, data=body, headers=headers, timeout=timeout)
-        if response.status >= 400:
-            async with response:
-                raw = await response.read()
-            raise status_error(response.status, raw, response.headers, where.provider, where.model)
+        async with asyncio.timeout_at(deadlines.headers_by()):
+            response = await _session_for(url, where).post(url, data=body, headers=headers, timeout=timeout,
+                                                           allow_redirects=not where.own_endpoint)
+            if response.status >= 400:
+                async with response:
+                    raw = await response.read()
+                raise status_error(response.status, raw, response.headers, where.provider, where.model)
     except asyncio.TimeoutError as exc:
-        raise timeout_error(where.provider, where.model) from exc
+        raise timeout_error(where.provider, where.model, "no answer headers in time") from exc
     except aiohttp.ClientError as exc:
-        raise connection_error(exc, where.provider, where.model) from exc
-    return Stream(response, where)
+        raise _client_error(exc, where) from exc
+    return Stream(response, where, deadlines)
 
 
 class Relayed:
@@ -177,7 +283,15 @@ class Relayed:
         return self._items
 
 
-async def get_status(url: str, headers: dict[str, str], timeout: float) -> int:
-    """The status of a GET (credential checks); raises aiohttp.ClientError or TimeoutError on failure."""
-    async with session().get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-        return response.status
+async def get_status(url: str, headers: dict[str, str], timeout: float, own_endpoint: bool = False) -> int:
+    """The status of a GET (credential checks); raises aiohttp.ClientError or TimeoutError on failure,
+    RelayError 400 when the guard refuses a caller's own endpoint."""
+    where = Where("", "", timeout, own_endpoint=own_endpoint)
+    try:
+        async with _session_for(url, where).get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
+                                                allow_redirects=not own_endpoint) as response:
+            return response.status
+    except aiohttp.ClientError as exc:
+        if refused_by_guard(exc) is not None:
+            raise _client_error(exc, where) from exc
+        raise
