@@ -57,7 +57,8 @@ def remove(engine: Engine, account_id: int, response_id: str) -> bool:
 def purge(engine: Engine, retention_days: int) -> int:
     cutoff = utcnow() - timedelta(days=retention_days)
     with session_scope(engine) as session:
-        result = session.exec(delete(StoredResponse).where(StoredResponse.created_at < cutoff))  # type: ignore[call-overload, arg-type]
+        stale = delete(StoredResponse).where(StoredResponse.created_at < cutoff)  # type: ignore[arg-type]
+        result = session.exec(stale)  # type: ignore[call-overload]
         return int(result.rowcount or 0)
 
 

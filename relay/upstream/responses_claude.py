@@ -56,9 +56,9 @@ async def send_responses_to_claude(call: ResponsesCall, target: Target) -> Any:
         writer.start()
         for choice in (reply.body.get("choices") or [])[:1]:
             message = choice.get("message") or {}
+            calls = [{**call, "index": i} for i, call in enumerate(message.get("tool_calls") or [])]
             writer.feed_delta({"reasoning_content": message.get("reasoning_content"),
-                               "content": message.get("content"),
-                               "tool_calls": [{**c, "index": i} for i, c in enumerate(message.get("tool_calls") or [])]})
+                               "content": message.get("content"), "tool_calls": calls})
             writer.finish_reason = choice.get("finish_reason")
         usage = from_openai(reply.body.get("usage") or {})
         response = writer.finish(usage)["response"]
@@ -181,7 +181,8 @@ class ResponsesWriter:
         if item["type"] == "message":
             item["status"] = "completed"
             part = item["content"][0]
-            out.append(self.event("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[]))
+            out.append(self.event("response.output_text.done", **where, content_index=0, text=part["text"],
+                                  logprobs=[]))
             out.append(self.event("response.content_part.done", **where, content_index=0, part=part))
         elif item["type"] == "reasoning":
             part = item["summary"][0]

@@ -125,5 +125,6 @@ async def keep(call: ResponsesCall, response: dict) -> None:
     except SQLAlchemyError as exc:
         # A RelayError, so dispatch neither retries the provider nor blames it.
         log.warning("storing response %s failed: %s", response["id"], type(exc).__name__)
-        raise RelayError(503, "The relay could not store this response (store is on by default); retry, or send "
-                         "`store: false` if you do not need previous_response_id.", "response_store_unavailable") from None
+        raise RelayError(503, "The relay could not store this response (store is on by default); retry, or "
+                         "send `store: false` if you do not need previous_response_id.",
+                         "response_store_unavailable") from None

@@ -86,7 +86,8 @@ def test_output_cut_at_max_output_tokens_is_incomplete() -> None:
 @MODELS
 def test_stream_cut_midway_ends_with_an_error_event(relay, account, emulator, model) -> None:
     emulator.set_mode("drop_mid_stream")
-    with httpx.stream("POST", relay.url + "/v1/responses", timeout=30, headers={"Authorization": f"Bearer {account.key}"},
+    with httpx.stream("POST", relay.url + "/v1/responses", timeout=30,
+                      headers={"Authorization": f"Bearer {account.key}"},
                       json={"model": model, "input": "a long answer please", "stream": True}) as response:
         assert response.status_code == 200
         events = [json.loads(data) for _, data in parse_sse(response.read())]
