@@ -236,7 +236,7 @@ class Deadlines:
         self._end = now + rules.stream_s
         first = min(rules.first_byte_s, where.timeout)
         self._first_at: float | None = min(now + first, self._end)
-        self._first_why = f"no first event within {first:g} s"
+        self.first_why = f"no first event within {first:g} s"
 
     def headers_by(self) -> float:
         return self._first_at if self._first_at is not None else self._end
@@ -245,7 +245,7 @@ class Deadlines:
         """When the next read must have answered, and what to say if it does not."""
         if self._first_at is not None:  # the first read: the first-byte deadline; later ones: idle
             limit, self._first_at = self._first_at, None
-            return limit, self._first_why
+            return limit, self.first_why
         idle_at = self._loop.time() + self._idle
         if idle_at < self._end:
             return idle_at, f"the stream stalled: nothing for {self._idle:g} s"
@@ -266,7 +266,7 @@ async def open_stream(url: str, headers: dict[str, str], where: Where, body: byt
                     raw = await response.read()
                 raise status_error(response.status, raw, response.headers, where.provider, where.model)
     except asyncio.TimeoutError as exc:
-        raise timeout_error(where.provider, where.model, "no answer headers in time") from exc
+        raise timeout_error(where.provider, where.model, deadlines.first_why) from exc
     except aiohttp.ClientError as exc:
         raise _client_error(exc, where) from exc
     return Stream(response, where, deadlines)
