@@ -6,6 +6,7 @@ provider directly; the relay records its list-price cost and charges the tier's 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +21,7 @@ from relay.auth import Caller
 from relay.catalog import CatalogModel
 from relay.db.models import utcnow
 from relay.group_commit import LedgerWriter
+from relay.leases import Lease, Leases, lease_size, new_lease_id
 from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp
 from relay.errors import RelayError
 from relay.money import format_usd
@@ -73,6 +75,8 @@ class Billing:
         # checkpoint: what it would settle with now ({"charge_nanos", "record"}), see track().
         self.open_holds: dict[str, Callable[[], dict[str, Any]] | None] = {}
         self._written: dict[str, int] = {}  # the charge of each stream's last written checkpoint
+        self.leases = Leases()
+        self._taking: set[asyncio.Task] = set()
         self._available: dict[int, int] = {}  # account → available balance at its last hold here
 
     def covers_easily(self, account_id: int, amount_nanos: int) -> bool:
@@ -105,16 +109,75 @@ class Billing:
             ) from None
 
     async def settle(self, caller: Caller, request_id: str, held: bool, charge: Charge,
-                     record: dict[str, Any]) -> None:
-        """Charge once, release the hold and write the usage record, in one transaction."""
-        await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held,
-                                          record))
-        self._forget(request_id)
+                     record: dict[str, Any], lease: Lease | None = None, estimate_nanos: int = 0) -> None:
+        """Charge once, release the hold (or draw on the lease) and write the usage record, in one
+        transaction."""
+        if lease is None:
+            await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held, record))
+            self._forget(request_id)
+            return
+        drawn = self.leases.draw(lease, charge.cost_nanos)
+        try:
+            await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, False, record,
+                                              lease=lease.id, draw_nanos=drawn))
+        finally:
+            await self._finish(lease, estimate_nanos, drawn)
 
-    async def abandon(self, caller: Caller, request_id: str, held: bool, record: dict[str, Any]) -> None:
+    async def abandon(self, caller: Caller, request_id: str, held: bool, record: dict[str, Any],
+                      lease: Lease | None = None, estimate_nanos: int = 0) -> None:
         """No answer: release the hold (if one was placed) without charge, and record why."""
-        await self.writer.submit(ReleaseOp(caller.account_id, request_id, held, record))
-        self._forget(request_id)
+        try:
+            await self.writer.submit(ReleaseOp(caller.account_id, request_id, held, record))
+        finally:
+            self._forget(request_id)
+            if lease is not None:
+                await self._finish(lease, estimate_nanos, 0)
+
+    # --- leases (relay.leases) ---------------------------------------------------------------
+
+    def lease_for(self, caller: Caller, estimate_nanos: int) -> Lease | None:
+        """Admit a request from this process's lease on the account, writing nothing; or None,
+        and the request takes a hold of its own (while a lease is taken for the next ones, when
+        the account's balance is ample)."""
+        lease = self.leases.admit(caller.account_id, estimate_nanos)
+        if lease is None and self.covers_easily(caller.account_id, estimate_nanos) \
+                and caller.account_id not in self.leases.taking:
+            self.leases.taking.add(caller.account_id)
+            task = asyncio.get_running_loop().create_task(self._take_lease(caller.account_id, estimate_nanos))
+            self._taking.add(task)
+            task.add_done_callback(self._taking.discard)
+        return lease
+
+    async def _take_lease(self, account_id: int, estimate_nanos: int) -> None:
+        try:
+            size = lease_size(self._available.get(account_id, 0), estimate_nanos)
+            if size < estimate_nanos:
+                return
+            op = HoldOp(account_id, new_lease_id(), size)
+            try:
+                await self.writer.submit(op)
+            except ledger.InsufficientBalance as exc:
+                self._saw(account_id, exc.available_nanos)
+                return
+            self.open_holds.setdefault(op.request_id, None)
+            self._saw(account_id, op.available_after or 0)
+            replaced = self.leases.install(Lease(op.request_id, account_id, size, size))
+            if replaced is not None:
+                await self._return(replaced)
+        except Exception:  # noqa: BLE001 - requests just keep taking holds of their own
+            logging.getLogger("relay.billing").exception("taking a balance lease failed")
+        finally:
+            self.leases.taking.discard(account_id)
+
+    async def _finish(self, lease: Lease, estimate_nanos: int, drawn_nanos: int) -> None:
+        returnable = self.leases.finish(lease, estimate_nanos, drawn_nanos)
+        if returnable is not None:
+            await self._return(returnable)
+
+    async def _return(self, lease: Lease) -> None:
+        """Give back what the lease still holds (its hold row is closed as released)."""
+        await self.writer.submit(ReleaseOp(lease.account_id, lease.id, True, None))
+        self._forget(lease.id)
 
     def track(self, request_id: str, checkpoint: Callable[[], dict[str, Any]]) -> None:
         """A held stream has started: from now on the heartbeat writes its checkpoint, so a crash
@@ -147,10 +210,12 @@ class Billing:
         every_s = min(self.hold_ttl_s / 3, self.checkpoint_s)
         while True:
             await anyio.sleep(every_s)
-            if not self.open_holds:
-                continue
-            until = utcnow() + timedelta(seconds=self.hold_ttl_s)
             try:
+                for lease in self.leases.idle():
+                    await self._return(lease)
+                if not self.open_holds:
+                    continue
+                until = utcnow() + timedelta(seconds=self.hold_ttl_s)
                 await anyio.to_thread.run_sync(ledger.extend_holds, self.engine, list(self.open_holds), until,
                                                self._checkpoints())
             except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeat
@@ -158,6 +223,12 @@ class Billing:
                 log.exception("hold heartbeat failed")
 
     async def close(self) -> None:
+        """After the drain: give back every lease, then let the writer commit what is queued."""
+        if self._taking:
+            await asyncio.gather(*list(self._taking), return_exceptions=True)
+        for lease in self.leases.all():
+            if lease.in_flight == 0:
+                await self._return(lease)
         await self.writer.close()
 
 

@@ -537,15 +537,22 @@ def _entry(
 
 
 def account_balance(engine: Engine, account_id: int) -> BalanceView:
+    """The balance, what requests in flight hold, and what is available. A process's balance
+    lease (relay.leases) is held in the books but not by any request: it stays available."""
+    leased = (select(func.coalesce(func.sum(_holds.c.amount_nanos), 0))
+              .where(_holds.c.account_id == account_id, _holds.c.status == "open",
+                     _holds.c.id.like("lease\\_%", escape="\\"))
+              .scalar_subquery())
     with read_scope(engine) as session:
         row = session.exec(
-            select(_accounts.c.balance_nanos, _accounts.c.held_nanos).where(
+            select(_accounts.c.balance_nanos, _accounts.c.held_nanos, leased.label("leased")).where(
                 _accounts.c.id == account_id
             )
         ).first()
     if row is None:
         raise AccountNotFound(account_id)
-    return BalanceView(row.balance_nanos, row.held_nanos, row.balance_nanos - row.held_nanos)
+    held = row.held_nanos - row.leased
+    return BalanceView(row.balance_nanos, held, row.balance_nanos - held)
 
 
 def check_invariant(

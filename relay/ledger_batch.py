@@ -45,23 +45,28 @@ class HoldOp:
 
 @dataclass
 class SettleOp:
-    """Charge a request (closing its hold when `held`) and write its usage record."""
+    """Charge a request (closing its hold when `held`) and write its usage record. A request
+    admitted from a lease (relay.leases) has no hold of its own: `draw_nanos` of the charge comes
+    out of the lease's hold row instead."""
 
     account_id: int
     request_id: str
     charge_nanos: int
     held: bool
     record: dict[str, Any]
+    lease: Optional[str] = None
+    draw_nanos: int = 0
 
 
 @dataclass
 class ReleaseOp:
-    """No answer: free the hold (when `held`) without charge, and write the usage record."""
+    """No answer: free the hold (when `held`) without charge, and write the usage record (none
+    when a lease is returned)."""
 
     account_id: int
     request_id: str
     held: bool
-    record: dict[str, Any]
+    record: Optional[dict[str, Any]]
 
 
 Op = HoldOp | SettleOp | ReleaseOp
@@ -120,8 +125,22 @@ def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _
         ids = [rid for rid, op in closing.items() if isinstance(op, cls)]
         if ids:
             closed.update({rid: (account_id, amount) for rid, account_id, amount in sql.close_holds(connection, ids, status)})
+    drawn = _draw_from_leases(connection, sql, ops)
     for index, op in enumerate(ops):
         if isinstance(op, HoldOp):
+            continue
+        if isinstance(op, SettleOp) and op.lease:
+            if op.lease not in drawn:  # the lease expired under it: charged like a BYOK fee, once
+                batch.later.append((index, op))
+                continue
+            batch.held[op.account_id] -= op.draw_nanos
+            batch.balance[op.account_id] -= op.charge_nanos
+            batch.entries.append(ledger._entry(op.account_id, "charge", -op.charge_nanos, op.request_id, batch.now,
+                                               key=f"charge:{op.request_id}"))
+            if op.draw_nanos:
+                batch.entries.append(ledger._entry(op.account_id, "release", op.draw_nanos, op.request_id,
+                                                   batch.now, note=f"from {op.lease}"))
+            batch.records.append(op.record)
             continue
         if op.held and op.request_id not in closed:
             batch.later.append((index, op))  # expired or already closed: relay.ledger decides, exactly once
@@ -138,7 +157,18 @@ def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _
             batch.balance[op.account_id] -= op.charge_nanos
             batch.entries.append(ledger._entry(op.account_id, "charge", -op.charge_nanos, op.request_id, batch.now,
                                                key=f"charge:{op.request_id}"))
-        batch.records.append(op.record)
+        if op.record is not None:
+            batch.records.append(op.record)
+
+
+def _draw_from_leases(connection: Connection, sql: DriverSql, ops: list[Op]) -> set[str]:
+    """Take the batch's leased charges out of their leases' hold rows (hold rows before accounts,
+    the ledger's lock order); the leases still open, whose draws were made."""
+    draws: dict[str, int] = defaultdict(int)
+    for op in ops:
+        if isinstance(op, SettleOp) and op.lease:
+            draws[op.lease] += op.draw_nanos
+    return {lease for lease, amount in sorted(draws.items()) if sql.draw_from_hold(connection, lease, amount)}
 
 
 def _apply_to_accounts(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch,
@@ -179,7 +209,7 @@ def _refusal(connection: Connection, account_id: int, amount_nanos: int) -> Exce
 
 
 def _one_by_one(engine: Engine, op: Op) -> Optional[Exception]:
-    record = UsageRecord(**op.record) if not isinstance(op, HoldOp) else None
+    record = UsageRecord(**op.record) if not isinstance(op, HoldOp) and op.record is not None else None
     also = [record] if record is not None else []
     try:
         if isinstance(op, SettleOp) and op.held:

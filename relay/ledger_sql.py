@@ -53,6 +53,13 @@ class DriverSql:
                "RETURNING id, account_id, amount_nanos")
         return self._fetch(connection, sql, [status, *params])
 
+    def draw_from_hold(self, connection: Connection, hold_id: str, amount_nanos: int) -> bool:
+        """Lower an open hold (a lease) by what was charged against it; False if it is not open."""
+        cursor = _cursor(connection)
+        cursor.execute(f"UPDATE hold SET amount_nanos = amount_nanos - {self.p} WHERE id = {self.p} "
+                       "AND status = 'open'", (amount_nanos, hold_id))
+        return cursor.rowcount == 1
+
     def move(self, connection: Connection, account_id: int, balance: int, held: int) -> None:
         _cursor(connection).execute(self.move_sql, (balance, held, account_id))
 

@@ -23,6 +23,7 @@ from relay.db.models import utcnow
 from relay.dispatch import Dispatched, dispatch
 from relay.errors import RelayError, bad_request, model_not_found, render
 from relay.jsonresponse import JSONBody
+from relay.leases import Lease
 from relay.limit_headers import rate_limit_headers, rate_limited
 from relay.limits import Limits
 from relay.money import format_usd, usd_float
@@ -57,6 +58,8 @@ class Exchange:
     caller: Caller | None = None
     reservation: str | None = None
     held: bool = False
+    lease: Lease | None = None  # admitted from this process's balance lease (relay.leases)
+    estimate_nanos: int = 0
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -154,7 +157,8 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
 
     try:
         if op.billable and source == "pool":
-            dispatched = await _hold_and_send(state, ex, price(model, estimate, caller, source).cost_nanos, send)
+            dispatched = await _hold_and_send(state, ex, price(model, estimate, caller, source).cost_nanos, send,
+                                              call.stream)
         else:
             dispatched = await send()
     except RelayError as error:
@@ -183,13 +187,20 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
 
 
 async def _hold_and_send(state: RelayState, ex: Exchange, amount_nanos: int,
-                         send: Callable[[], Awaitable[Dispatched]]) -> Dispatched:
-    """Hold the estimate, then call the provider; or both at once when the account's last known
-    available balance covers the estimate many times over (Billing.covers_easily). A hold refused
-    then still ends in the client's 402, and the provider's answer is dropped unseen: the money
-    rule holds either way, speculation only saves the hold's round trip from the latency."""
+                         send: Callable[[], Awaitable[Dispatched]], stream: bool) -> Dispatched:
+    """Admit the estimate from this process's balance lease and call the provider (no write at
+    all; streams keep holds of their own, for their checkpoints). Otherwise hold the estimate,
+    then call the provider; or both at once when the account's last known available balance
+    covers the estimate many times over (Billing.covers_easily). A hold refused then still ends
+    in the client's 402, and the provider's answer is dropped unseen: the money rule holds either
+    way, speculation only saves the hold's round trip from the latency."""
     caller = ex.caller
     assert caller is not None
+    ex.estimate_nanos = amount_nanos
+    if not stream:
+        ex.lease = state.billing.lease_for(caller, amount_nanos)
+        if ex.lease is not None:
+            return await send()
     ex.held = True  # before the await: a cancellation mid-hold must still release it
     if not state.billing.covers_easily(caller.account_id, amount_nanos):
         await state.billing.hold(caller, ex.id, amount_nanos)
@@ -214,7 +225,7 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
     if ex.reservation:  # the TPM window's correction: off the answer's path
         state.spawn(state.limiter.settle(str(caller.account_id), ex.reservation, usage.total_tokens))
     record = _record(ex, call, model, source, usage, charge, outcome)
-    await state.billing.settle(caller, ex.id, ex.held, charge, record)
+    await state.billing.settle(caller, ex.id, ex.held, charge, record, ex.lease, ex.estimate_nanos)
 
 
 def _checkpoint(ex: Exchange, call: Call, model: CatalogModel, source: str, op: Operation,
@@ -241,7 +252,8 @@ async def _abandon(state: RelayState, ex: Exchange, call: Call, model: CatalogMo
         await state.limiter.settle(str(caller.account_id), ex.reservation, 0)
     outcome = Outcome(route=op.name, status=status, http_status=http_status,
                       latency_ms=ex.elapsed_ms(), error=error_code)
-    await state.billing.abandon(caller, ex.id, ex.held, _record(ex, call, model, source, Usage(), Charge(0, 0), outcome))
+    await state.billing.abandon(caller, ex.id, ex.held, _record(ex, call, model, source, Usage(), Charge(0, 0), outcome),
+                                ex.lease, ex.estimate_nanos)
 
 
 def _record(ex: Exchange, call: Call, model: CatalogModel, source: str, usage: Usage, charge: Charge,

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from relay import ledger
 from relay.db.models import Hold, LedgerEntry, UsageRecord, utcnow
 from relay.group_commit import LedgerWriter
-from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp, commit
+from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp, commit, commit_each
 from tests.test_ledger import db, engine, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
 
 TTL = 900
@@ -172,3 +172,43 @@ def test_usage_totals_are_kept_by_the_database(engine: Engine, new_account: Call
     assert totals(engine, UsageQuery(account_id=account)) == {"requests": 3, "cost_usd": "0.000000318",
                                                                "list_cost_usd": "0.000000158"}
     assert totals(engine, UsageQuery(account_id=account, model="m"))["requests"] == 3  # summed, filtered
+
+
+def test_charges_drawn_from_a_lease(engine: Engine, new_account: Callable[..., int]) -> None:
+    """A lease is a hold; requests admitted from it are charged out of its hold row (draw), the
+    rest of a charge that overshoots beyond it; returning it frees what is left. The books
+    balance at every step, and the balance view counts the lease as available."""
+    acct = new_account(10_000)
+    lease, first, second, third = "lease_" + uuid.uuid4().hex, rid(), rid(), rid()
+    assert commit(engine, [HoldOp(acct, lease, 1_000)], TTL) == [None]
+    assert ledger.account_balance(engine, acct) == ledger.BalanceView(10_000, 0, 10_000)
+    ops = [SettleOp(acct, first, 300, False, record(acct, first, 300), lease=lease, draw_nanos=300),
+           SettleOp(acct, second, 650, False, record(acct, second, 650), lease=lease, draw_nanos=650),
+           ReleaseOp(acct, third, False, record(acct, third, status="error"))]
+    assert commit(engine, ops, TTL) == [None, None, None]
+    with Session(engine) as session:
+        assert session.get(Hold, lease).amount_nanos == 50
+        assert session.exec(select(func.count()).select_from(Hold).where(Hold.account_id == acct)).scalar_one() == 1
+    assert ledger.check_invariant(engine, acct) == []
+    # An overshoot: the lease pays what it still holds (50), the charge is whole (80).
+    over = rid()
+    assert commit(engine, [SettleOp(acct, over, 80, False, record(acct, over, 80), lease=lease, draw_nanos=50)],
+                  TTL) == [None]
+    assert commit(engine, [ReleaseOp(acct, lease, True, None)], TTL) == [None]  # returned
+    assert ledger.account_balance(engine, acct) == ledger.BalanceView(10_000 - 1_030, 0, 10_000 - 1_030)
+    assert (records(engine, acct), ledger.check_invariant(engine, acct)) == (4, [])
+
+
+def test_a_charge_on_an_expired_lease_is_charged_once(engine: Engine, new_account: Callable[..., int]) -> None:
+    """The lease expired (its process was taken for dead): its hold was freed whole, so a late
+    charge against it is charged beyond any hold, once, and recorded."""
+    acct = new_account(10_000)
+    lease, late = "lease_" + uuid.uuid4().hex, rid()
+    assert commit(engine, [HoldOp(acct, lease, 1_000)], 0) == [None]  # expires at once
+    assert ledger.expire_holds(engine, account_id=acct) == 1
+    op = SettleOp(acct, late, 120, False, record(acct, late, 120), lease=lease, draw_nanos=120)
+    assert commit(engine, [op], TTL) == [None]
+    commit_each(engine, [op], TTL)  # the same settlement again (a retry): not charged twice
+    assert ledger.account_balance(engine, acct) == ledger.BalanceView(10_000 - 120, 0, 10_000 - 120)
+    assert [c.amount_nanos for c in charges(engine, acct)] == [-120]
+    assert ledger.check_invariant(engine, acct) == []
