@@ -103,7 +103,7 @@ class Billing:
                 402,
                 f"Insufficient balance: this request may cost up to ${format_usd(amount_nanos)} "
                 f"(estimate), and your available balance is ${format_usd(exc.available_nanos)} "
-                f"(balance ${format_usd(exc.balance_nanos)}, ${format_usd(exc.held_nanos)} held by "
+                f"(balance ${format_usd(exc.balance_nanos)}, ${format_usd(exc.held_nanos)} held for "
                 "requests in flight). Top up your balance, or lower max_tokens.",
                 "insufficient_balance",
             ) from None
