@@ -15,6 +15,10 @@ from relay.errors import RelayError, bad_request
 MAX_JSON_DEPTH = 64
 # Anthropic's documented limit on messages in one request; the relay uses it for OpenAI's too.
 MAX_MESSAGES = 100_000
+# Output token fields are 32-bit integers at both providers; a larger one is a mistake (and 2**63
+# made translated requests stall upstream until the timeout instead of a 400).
+OUTPUT_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+MAX_OUTPUT_TOKENS = 2**31 - 1
 MAX_MODEL_CHARS = 256  # catalog names are ~30 characters; the name is echoed in 404s
 # What a relay id or a database key can hold (signed 64-bit): larger ids cannot exist.
 MAX_ID = 2**63 - 1
@@ -60,6 +64,11 @@ def check_body_limits(body: dict, raw: bytes) -> None:
     if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
         raise bad_request(f"Too many messages: {len(messages)}; at most {MAX_MESSAGES} per request.",
                           "messages", "too_many_messages")
+    for name in OUTPUT_TOKEN_FIELDS:
+        value = body.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_OUTPUT_TOKENS:
+            raise bad_request(f"'{name}' is at most {MAX_OUTPUT_TOKENS}; the model's own output limit is lower "
+                              "(GET /v1/models shows it).", name, "invalid_request")
     model = body.get("model")
     if isinstance(model, str) and len(model) > MAX_MODEL_CHARS:
         raise bad_request(f"'model' is too long ({len(model)} characters); model names have at most "

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
+MAX_EMBEDDING_DIMENSIONS = 3072  # text-embedding-3-large, the widest OpenAI embedding
 
 
 class _Open(BaseModel):
@@ -39,7 +40,7 @@ class EmbeddingsRequest(_Open):
     # A string, strings, a token array, or token arrays (OpenAI's four forms), never empty.
     input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_EMBEDDING_DIMENSIONS)
 
     @field_validator("input")
     @classmethod

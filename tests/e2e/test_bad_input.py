@@ -160,3 +160,16 @@ def test_admin_valid_input_still_works(relay) -> None:
                       headers=ADMIN)
     assert pool.status_code == 201, pool.text
     assert httpx.delete(f"{relay.url}/admin/pool/{pool.json()['id']}", headers=ADMIN).status_code == 200
+
+
+def test_output_token_fields_and_dimensions_are_bounded(relay, account, emulator) -> None:
+    chat = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2**63}
+    response = httpx.post(relay.url + "/v1/chat/completions", json=chat, headers=auth(account), timeout=30)
+    assert_openai_error(response, 400, "invalid_request")["param"] == "max_tokens"
+    messages = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2**64 - 1}
+    response = httpx.post(relay.url + "/v1/messages", json=messages, headers=auth(account), timeout=30)
+    assert response.status_code == 400 and response.json()["type"] == "error"
+    embeddings = {"model": "text-embedding-3-small", "input": "x", "dimensions": 2**64 - 1}
+    response = httpx.post(relay.url + "/v1/embeddings", json=embeddings, headers=auth(account), timeout=30)
+    assert_openai_error(response, 400, "invalid_request")
+    assert emulator.requests == []
