@@ -28,7 +28,9 @@ from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.key_health import recheck_failing
 from relay.limits import build_limiter
+from relay import metrics, observe, tracing
 from relay.routes import admin, byok, docs, health, models, responses, usage
+from relay.routes.metrics import metrics_endpoint
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
 from relay.settings import Settings
 from relay.state import RelayState
@@ -143,10 +145,14 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         sweeper = loop.create_task(sweep_expired_holds(relay.billing))
         heartbeat = loop.create_task(relay.billing.heartbeat())
         recheck = loop.create_task(recheck_failing(relay))  # failing keys rejoin once they work
+        sampler = loop.create_task(sample_backlog(relay)) if metrics.MULTIPROCESS else None
+        tracing.configure()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set; otherwise off
         yield
         sweeper.cancel()
         heartbeat.cancel()
         recheck.cancel()
+        if sampler is not None:
+            sampler.cancel()
         await relay.drain()  # settle what is in flight before the process goes
         await relay.billing.close()
         await relay.limiter.close()
@@ -163,6 +169,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         Route("/", docs.docs),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
+        Route("/metrics", metrics_endpoint),
         Mount("/v1", routes=api("pool")),
         Mount("/byok/v1", routes=api("byok")),
         *byok.routes(),  # /byok/credentials: the caller's own stored keys
@@ -178,5 +185,14 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
 
 def create_app() -> Starlette:
     """uvicorn's factory: settings from the environment."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return build_app(Settings())
+    settings = Settings()
+    observe.setup_logging(settings.log_format)
+    return build_app(settings)
+
+
+async def sample_backlog(relay: RelayState) -> None:
+    """Under several workers each one publishes its settlement backlog every second (the gauge is
+    summed over live workers), since a scrape reaches only one of them."""
+    while True:
+        metrics.BACKLOG.set(relay.billing.writer.backlog)
+        await asyncio.sleep(1.0)

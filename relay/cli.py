@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +42,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     if args.workers > 1 and not settings.redis_url:
         print(f"relay: warning: {args.workers} workers without RELAY_REDIS_URL each keep their own rate "
               "limits, so an account may get up to that many times its limit", file=sys.stderr)
+    if args.workers > 1:
+        metrics_dir(os.environ)
     uvicorn.run(
         "relay.app:create_app", factory=True,
         host=args.host or settings.host, port=args.port or settings.port,
@@ -47,6 +51,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         # uvloop and httptools: the fast event loop and HTTP parser (asyncio and h11 cost ~2× the CPU).
         loop="uvloop", http="httptools",
     )
+
+
+def metrics_dir(env: "os._Environ[str] | dict[str, str]") -> str:
+    """Several workers share their Prometheus metrics through files in PROMETHEUS_MULTIPROC_DIR
+    (read by whichever worker answers GET /metrics). It must be set before a worker imports
+    prometheus_client, and emptied at start: files left by an earlier run would be counted again."""
+    path = env.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="relay-metrics-")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for stale in Path(path).glob("*.db"):
+        stale.unlink()
+    env["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def seed_dev_account(settings: Settings) -> None:

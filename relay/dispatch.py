@@ -25,6 +25,7 @@ from relay.catalog import CatalogModel
 from relay.credentials import Credential, CredentialStore
 from relay.errors import RelayError
 from relay.key_health import cool_down_s
+from relay.metrics import UPSTREAM_ERRORS
 from relay.upstream.base import Target, target_for
 from relay.upstream.errors import deadline_of, is_connection_failure, is_timeout, retry_after_of
 
@@ -92,11 +93,17 @@ def _note_failure(store: CredentialStore | None, credential: Credential, provide
     if store is None or isinstance(exc, RelayError):
         return
     status = _status(exc)
+    UPSTREAM_ERRORS.labels(provider, _error_kind(exc, status)).inc()  # failures only: off the happy path
     if status == 429:
         store.cooldowns.cool(credential.handle, cool_down_s(retry_after_of(exc)))
     if not credential.own_endpoint:
         kind = "timeout" if is_timeout(exc) else "connection" if is_connection_failure(exc) else f"HTTP {status}"
         store.health.failure(provider, kind)
+
+
+def _error_kind(exc: BaseException, status: int | None) -> str:
+    """The relay_upstream_errors_total status label: a bounded set of values."""
+    return "timeout" if is_timeout(exc) else "connection" if is_connection_failure(exc) else str(status or "other")
 
 
 async def dispatch(
@@ -109,7 +116,9 @@ async def dispatch(
     timeout: float,
     retries: int,
     store: CredentialStore | None = None,
+    attempts: list[Credential] | None = None,
 ) -> Dispatched:
+    """`attempts`, when given, receives every credential tried, in order (relay.observe counts them)."""
     usable = list(credentials)
     await _wait_for_a_key(usable, store, model.provider)
     while True:
@@ -117,8 +126,12 @@ async def dispatch(
         try:
             dispatched = await _attempts(adapter, call, model, usable, tried, default_base, timeout, retries, store)
         except RelayError:
+            if attempts is not None:
+                attempts.extend(tried)
             raise
         except Exception as exc:  # noqa: BLE001 - every upstream failure becomes a deliberate answer
+            if attempts is not None:
+                attempts.extend(tried)
             credential, status = tried[-1], _status(exc)
             if status in _REJECTED:
                 await reject(credential, status, model.provider, store)
@@ -126,6 +139,8 @@ async def dispatch(
                     usable.remove(credential)
                     continue
             raise upstream_error(exc, credential, model) from exc
+        if attempts is not None:
+            attempts.extend(tried)
         if store is not None and not dispatched.credential.own_endpoint:
             store.health.success(model.provider)
         if dispatched.credential.failing and store is not None:

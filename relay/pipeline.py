@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay.auth import Caller
+from relay import observe, tracing
 from relay.billing import Charge, Outcome, price
 from relay.call import Call
 from relay.catalog import CatalogModel
@@ -60,9 +61,17 @@ class Exchange:
     held: bool = False
     lease: Lease | None = None  # admitted from this process's balance lease (relay.leases)
     estimate_nanos: int = 0
+    tried: list[Credential] = field(default_factory=list)  # every upstream attempt (dispatch)
+    marks: list[tuple[str, float]] | None = None  # steps' end moments, only while tracing is on
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
+
+    def mark(self, step: str) -> None:
+        """A step ended now (relay.tracing turns the moments into spans); call only if tracing.ENABLED."""
+        if self.marks is None:
+            self.marks = []
+        self.marks.append((step, time.perf_counter()))
 
 
 def api_key_of(request: Request, protocol: str) -> str | None:
@@ -115,12 +124,20 @@ async def handle(state: RelayState, request: Request, op: Operation, source: str
         # The anthropic SDK reads `request-id` (`_request_id`): the relay's id on its own answers
         # and errors, Claude's own when a Claude answer is passed through (dispatched.headers).
         ex.headers["request-id"] = ex.id
+    if (client_id := request.headers.get("x-request-id")) is not None:
+        # Echoed and logged, never the record's id: ids a client picks may collide (see README).
+        if client_id := observe.client_request_id(client_id):
+            ex.headers["x-client-request-id"] = client_id
     try:
         ex.caller = await state.auth.authenticate(api_key_of(request, op.protocol))
+        if tracing.ENABLED:
+            ex.mark("auth")
         return await _serve(state, request, op, source, ex)
     except RelayError as error:
         if ex.caller is not None and ex.reservation is None and not ex.headers.get("X-RateLimit-Limit"):
             await _count_request(state, ex, op.protocol)  # a refused request shows where the caller stands
+        if ex.reservation is None:  # refused before admission: no settle or abandon records it
+            observe.refused(ex, op.name, source, error)
         return render(error, op.protocol, ex.headers)
 
 
@@ -147,13 +164,17 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     if not decision.allowed:
         raise rate_limited(decision, estimate.total_tokens)
     ex.reservation = decision.reservation
+    if tracing.ENABLED:
+        ex.mark("admit")
 
     def send() -> Awaitable[Dispatched]:
+        if tracing.ENABLED:
+            ex.mark("hold")
         return dispatch(adapter, call, model, credentials,
                         default_base=state.settings.base_url_for(model.provider),
                         timeout=state.settings.upstream_timeout_s,
                         retries=state.settings.upstream_retries,
-                        store=state.credentials)
+                        store=state.credentials, attempts=ex.tried)
 
     try:
         if op.billable and source == "pool":
@@ -168,6 +189,8 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
         # The client left before the answer: the upstream call is cancelled and nothing is charged.
         state.spawn(_abandon(state, ex, call, model, source, op, "cancelled", 499, "client_closed_request"))
         raise
+    if tracing.ENABLED:
+        ex.mark("dispatch")  # a stream's first event is in: the time to first byte
 
     ex.headers.update(dispatched.headers)
     if call.stream:
@@ -225,7 +248,12 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
     if ex.reservation:  # the TPM window's correction: off the answer's path
         state.spawn(state.limiter.settle(str(caller.account_id), ex.reservation, usage.total_tokens))
     record = _record(ex, call, model, source, usage, charge, outcome)
-    await state.billing.settle(caller, ex.id, ex.held, charge, record, ex.lease, ex.estimate_nanos)
+    if tracing.ENABLED:
+        ex.mark("settle_start")
+    try:
+        await state.billing.settle(caller, ex.id, ex.held, charge, record, ex.lease, ex.estimate_nanos)
+    finally:
+        observe.finish(ex, record)  # metrics, the request's log line, its spans: once, at the end
 
 
 def _checkpoint(ex: Exchange, call: Call, model: CatalogModel, source: str, op: Operation,
@@ -252,8 +280,13 @@ async def _abandon(state: RelayState, ex: Exchange, call: Call, model: CatalogMo
         await state.limiter.settle(str(caller.account_id), ex.reservation, 0)
     outcome = Outcome(route=op.name, status=status, http_status=http_status,
                       latency_ms=ex.elapsed_ms(), error=error_code)
-    await state.billing.abandon(caller, ex.id, ex.held, _record(ex, call, model, source, Usage(), Charge(0, 0), outcome),
-                                ex.lease, ex.estimate_nanos)
+    record = _record(ex, call, model, source, Usage(), Charge(0, 0), outcome)
+    if tracing.ENABLED:
+        ex.mark("settle_start")
+    try:
+        await state.billing.abandon(caller, ex.id, ex.held, record, ex.lease, ex.estimate_nanos)
+    finally:
+        observe.finish(ex, record)
 
 
 def _record(ex: Exchange, call: Call, model: CatalogModel, source: str, usage: Usage, charge: Charge,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     # relay is charged for what it had relayed at its last checkpoint (see relay.billing).
     stream_checkpoint_s: float = 5.0
     auth_cache_ttl_s: float = 5.0
+    # One line per request on the `relay.requests` logger, and every other log line, as JSON or text.
+    log_format: Literal["json", "text"] = "text"
+    # Bearer token for GET /metrics (the admin key works too); unset with no admin key: /metrics is off.
+    metrics_token: str | None = None
     # Starter balance (USD, decimal string) given to the `dev` account `make run` creates.
     dev_starter_balance_usd: str = "5"
     # Responses API answers kept for `previous_response_id` and GET /v1/responses/{id}

@@ -1,0 +1,155 @@
+"""What a finished request leaves for operators, recorded once at its end: Prometheus counters
+and histograms (relay.metrics), one log line on the `relay.requests` logger, and, when tracing
+is on, its spans (relay.tracing).
+
+The pipeline calls `finish` from its settle and abandon steps (every request that was admitted)
+and `refused` for a request turned away before admission (bad key, bad body, unknown model, rate
+limit). Nothing here runs between a request's steps, and nothing reads a body or a header value
+other than the ids: no prompt, no key can reach a log line or a label.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from relay import metrics, tracing
+from relay.errors import RelayError
+from relay.money import format_usd
+
+REQUESTS_LOG = logging.getLogger("relay.requests")
+
+# A client's own X-Request-Id is echoed (x-client-request-id) and logged only when it is this
+# shape: no spaces or control characters that could forge a log line, no unbounded length.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+UNRESOLVED = "none"  # the model label of a request refused before its model was resolved
+
+
+def client_request_id(value: str | None) -> str | None:
+    return value if value and _CLIENT_ID.fullmatch(value) else None
+
+
+class RequestLine(dict):
+    """A request's log fields; renders as `request key=value …` for the text format, and the
+    JSON formatter (relay.logsetup) writes the fields themselves."""
+
+    def __str__(self) -> str:
+        return "request " + " ".join(f"{k}={v}" for k, v in self.items() if v is not None)
+
+
+# Label children by label values: .labels() takes a lock and builds a key every call.
+_children: dict[tuple, tuple] = {}
+_token_children: dict[tuple[str, str], Any] = {}
+
+
+def _series(route: str, model: str, provider: str, source: str, status: str) -> tuple:
+    key = (route, model, provider, source, status)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = (
+            metrics.REQUESTS.labels(route, model, provider, source, status),
+            metrics.DURATION.labels(route, model), metrics.TTFT.labels(route, model),
+            metrics.COST.labels(model, "sell"), metrics.COST.labels(model, "list"),
+        )
+    return found
+
+
+def _tokens(model: str, kind: str) -> Any:
+    child = _token_children.get((model, kind))
+    if child is None:
+        child = _token_children[(model, kind)] = metrics.TOKENS.labels(model, kind)
+    return child
+
+
+def finish(ex: Any, record: dict[str, Any]) -> None:
+    """An admitted request is settled (or abandoned): count it, log it, trace it."""
+    model, provider, http_status = record["model"], record["provider"], record["http_status"]
+    requests, duration, ttft, sell, listed = _series(record["route"], model, provider, record["source"],
+                                                     str(http_status))
+    requests.inc()
+    duration.observe(record["latency_ms"] / 1000)
+    if record["ttft_ms"] is not None:
+        ttft.observe(record["ttft_ms"] / 1000)
+    if record["cost_nanos"]:
+        sell.inc(record["cost_nanos"] / 1e9)
+    if record["list_cost_nanos"]:
+        listed.inc(record["list_cost_nanos"] / 1e9)
+    usage = record["usage"]
+    for name, count in usage.items():
+        if count and name.endswith("_tokens"):
+            _tokens(model, name[:-7]).inc(count)
+    attempts = len(ex.tried)
+    if attempts:
+        metrics.UPSTREAM_ATTEMPTS.labels(provider).inc(attempts)
+        if attempts > 1:
+            metrics.UPSTREAM_RETRIES.labels(provider).inc(attempts - 1)
+    if REQUESTS_LOG.isEnabledFor(logging.INFO) or tracing.ENABLED:
+        fields = RequestLine(
+            request_id=record["id"], client_request_id=ex.headers.get("x-client-request-id"),
+            account_id=record["account_id"], key_id=record["api_key_id"], route=record["route"], model=model,
+            provider=provider, source=record["source"], status=record["status"], http_status=http_status,
+            error=record["error"], latency_ms=record["latency_ms"], ttft_ms=record["ttft_ms"],
+            input_tokens=usage.get("input_tokens", 0) + usage.get("cached_input_tokens", 0)
+            + usage.get("cache_creation_tokens", 0), output_tokens=usage.get("output_tokens", 0),
+            cached_input_tokens=usage.get("cached_input_tokens", 0), estimated=usage.get("estimated") or None,
+            cost_usd=format_usd(record["cost_nanos"]), list_cost_usd=format_usd(record["list_cost_nanos"]),
+            attempts=attempts,
+        )
+        _emit(ex, fields)
+
+
+def refused(ex: Any, route: str, source: str, error: RelayError) -> None:
+    """A request turned away before admission: no hold, no dispatch, no usage record."""
+    _series(route, UNRESOLVED, UNRESOLVED, source, str(error.status))[0].inc()
+    if error.code == "rate_limit_exceeded":
+        metrics.RATE_LIMITED.labels("tokens" if "tokens per minute" in error.message else "requests").inc()
+    elif error.code == "request_exceeds_token_limit":
+        metrics.RATE_LIMITED.labels("tokens").inc()
+    if REQUESTS_LOG.isEnabledFor(logging.INFO) or tracing.ENABLED:
+        caller = ex.caller
+        fields = RequestLine(
+            request_id=ex.id, client_request_id=ex.headers.get("x-client-request-id"),
+            account_id=caller.account_id if caller else None, key_id=caller.key_id if caller else None,
+            route=route, model=None, provider=None, source=source, status="refused", http_status=error.status,
+            error=error.code, latency_ms=ex.elapsed_ms(), attempts=0,
+        )
+        _emit(ex, fields)
+
+
+def _emit(ex: Any, fields: RequestLine) -> None:
+    if REQUESTS_LOG.isEnabledFor(logging.INFO):
+        REQUESTS_LOG.info(fields)
+    if tracing.ENABLED and ex.marks is not None:
+        ex.marks.append(("settle", time.perf_counter()))
+        tracing.emit(ex.started, ex.marks, fields)
+
+
+class JsonFormatter(logging.Formatter):
+    """RELAY_LOG_FORMAT=json: one JSON object per line; a request line's fields at top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                                "logger": record.name}
+        if isinstance(record.msg, RequestLine):
+            line["message"] = "request"
+            line.update(record.msg)
+        else:
+            line["message"] = record.getMessage()
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def setup_logging(log_format: str) -> None:
+    """The process's root handler in the chosen format (create_app: the served process)."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
