@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,42 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from tests import services
+from tests.e2e.npm_support import ensure_installed
 from tests.e2e.relay_server import ROOT
 
 PACKAGE = "@anthropic-ai/claude-code"
 VERSION = os.environ.get("RELAY_TEST_CLAUDE_CODE_VERSION", "2.1.332")
 # Inside the checkout but ignored by git (the directory ignores itself) and by pytest (a dot dir).
 NODE_DIR = Path(os.environ.get("RELAY_TEST_NODE_DIR") or ROOT / "tests" / ".node")
-INSTALL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 180
 # Nothing leaves for Anthropic's own services, nothing updates itself mid-test.
 QUIET = {"DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1",
          "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_BUG_COMMAND": "1"}
-
-
-def installed_version(prefix: Path) -> str | None:
-    manifest = prefix / "node_modules" / PACKAGE / "package.json"
-    try:
-        return str(json.loads(manifest.read_text())["version"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def npm_install(prefix: Path, version: str) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        services.unavailable("npm is not installed: the Claude Code tests need Node.js and npm")
-    prefix.mkdir(parents=True, exist_ok=True)
-    (prefix / ".gitignore").write_text("*\n")
-    try:
-        done = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                               "--loglevel=error", f"{PACKAGE}@{version}"],
-                              capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        services.unavailable(f"npm install {PACKAGE}@{version} took over {INSTALL_TIMEOUT_S} s")
-    if done.returncode != 0:
-        services.unavailable(f"npm install {PACKAGE}@{version} failed (registry unreachable?): "
-                             f"{done.stderr.strip()[-600:]}")
 
 
 def claude_command(prefix: Path) -> list[str]:
@@ -74,8 +48,7 @@ def claude_command(prefix: Path) -> list[str]:
 
 def install_claude_code() -> list[str]:
     """The command that runs Claude Code VERSION, installing it first if the cache lacks it."""
-    if VERSION == "latest" or installed_version(NODE_DIR) != VERSION:
-        npm_install(NODE_DIR, VERSION)
+    ensure_installed(NODE_DIR, PACKAGE, VERSION, "Claude Code")
     return claude_command(NODE_DIR)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -19,45 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from tests import services
+from tests.e2e.npm_support import ensure_installed
 from tests.e2e.relay_server import ROOT
 
 PACKAGE = "@openai/codex"
 VERSION = os.environ.get("RELAY_TEST_CODEX_VERSION", "0.171.0")
 # Inside the checkout but ignored by git (the directory ignores itself) and by pytest (a dot dir).
 NODE_DIR = Path(os.environ.get("RELAY_TEST_CODEX_DIR") or ROOT / "tests" / ".node-codex")
-INSTALL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 180
 KEY_ENV = "RELAY_CODEX_KEY"
 
 
-def installed_version(prefix: Path) -> str | None:
-    try:
-        return str(json.loads((prefix / "node_modules" / PACKAGE / "package.json").read_text())["version"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def npm_install(prefix: Path, version: str) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        services.unavailable("npm is not installed: the Codex CLI tests need Node.js and npm")
-    prefix.mkdir(parents=True, exist_ok=True)
-    (prefix / ".gitignore").write_text("*\n")
-    try:
-        done = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                               "--loglevel=error", f"{PACKAGE}@{version}"],
-                              capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        services.unavailable(f"npm install {PACKAGE}@{version} took over {INSTALL_TIMEOUT_S} s")
-    if done.returncode != 0:
-        services.unavailable(f"npm install {PACKAGE}@{version} failed (registry unreachable?): "
-                             f"{done.stderr.strip()[-600:]}")
-
-
 def install_codex() -> list[str]:
     """The command that runs Codex VERSION, installing it first if the cache lacks it."""
-    if VERSION == "latest" or installed_version(NODE_DIR) != VERSION:
-        npm_install(NODE_DIR, VERSION)
+    ensure_installed(NODE_DIR, PACKAGE, VERSION, "Codex CLI")
     command = [str(NODE_DIR / "node_modules" / ".bin" / "codex")]
     try:
         probe = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60)
