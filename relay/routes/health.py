@@ -41,21 +41,37 @@ def _failing_counts(store) -> dict[str, int] | None:  # type: ignore[no-untyped-
         return None
 
 
+# Ledger operations queued behind the group-commit writer past which this instance stops taking
+# traffic (503) until it catches up: the database is not keeping up with what it is sent.
+MAX_BACKLOG = 5_000
+
+
+def _catalog(catalog) -> dict:  # type: ignore[no-untyped-def]
+    return {"ok": bool(catalog.models), "models": len(catalog.models)}
+
+
 async def readyz(request: Request) -> Response:
-    """503 only when the database is unreachable: nothing can be served then. A Redis outage
+    """503 when the database is unreachable (nothing can be served then), the catalog is empty,
+    or the settlement backlog is past MAX_BACKLOG (load goes to the other instances while this
+    one's writer catches up). A Redis outage
     answers 200 with status "degraded": the instance keeps serving with per-instance limits, and
     failing readiness would make a load balancer drop every instance at once over a dependency
     the relay deliberately survives. Monitoring reads the body (and the ERROR log) instead."""
     state = request.app.state.relay
     database = await anyio.to_thread.run_sync(_database_ok, state.engine)
     limiter = await state.limiter.ping()
-    status = "not ready" if not database else "degraded" if limiter.degraded else "ready"
+    catalog = _catalog(state.catalog)
+    backlog = state.billing.writer.backlog
+    ready = database and catalog["ok"] and backlog <= MAX_BACKLOG
+    status = "not ready" if not ready else "degraded" if limiter.degraded else "ready"
     body = {
         "status": status,
         "database": "ok" if database else "unreachable",
+        "catalog": catalog,
+        "settlement_backlog": {"queued": backlog, "max": MAX_BACKLOG, "ok": backlog <= MAX_BACKLOG},
         "limiter": {"backend": limiter.backend, "ok": limiter.ok, "degraded": limiter.degraded,
                     "detail": limiter.detail},
         "upstream": _upstream(state.credentials, await anyio.to_thread.run_sync(_failing_counts, state.credentials)
                               if database else None),
     }
-    return JSONBody(body, status_code=200 if database else 503)
+    return JSONBody(body, status_code=200 if ready else 503)
