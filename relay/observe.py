@@ -122,9 +122,10 @@ def refused(ex: Any, route: str, source: str, error: RelayError) -> None:
 def _emit(ex: Any, fields: RequestLine) -> None:
     if REQUESTS_LOG.isEnabledFor(logging.INFO):
         REQUESTS_LOG.info(fields)
-    if tracing.ENABLED and ex.marks is not None:
-        ex.marks.append(("settle", time.perf_counter()))
-        tracing.emit(ex.started, ex.marks, fields)
+    if tracing.ENABLED:
+        marks = ex.marks if ex.marks is not None else []  # refused at auth: the root span alone
+        marks.append(("settle", time.perf_counter()))
+        tracing.emit(ex.started, marks, fields)
 
 
 class JsonFormatter(logging.Formatter):
