@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import re
+from pathlib import Path
 from typing import AsyncIterator
 
 import orjson
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +41,7 @@ from relay.upstream.registry import ADAPTERS
 
 log = logging.getLogger("relay")
 access_log = logging.getLogger("relay.http")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 _ANTHROPIC_PATH = re.compile(r"/v1/messages(/|$)")
 
 
@@ -167,6 +170,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
 
     routes = [
         Route("/", docs.docs),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),  # the docs page's script
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/metrics", metrics_endpoint),
