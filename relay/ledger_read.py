@@ -16,16 +16,21 @@ from relay.ledger import HOLD_KINDS, AccountNotFound, BalanceView, _accounts, _e
 def account_balance(engine: Engine, account_id: int) -> BalanceView:
     """The balance, what requests in flight hold, and what is available. A process's balance
     lease (relay.leases) is held in the books but not by any request: it stays available."""
+    with read_scope(engine) as session:
+        return balance_view(session.execute(balance_statement(account_id)).first(), account_id)
+
+
+def balance_statement(account_id: int) -> Any:
+    """account_balance's one statement, for readers that batch it with others in a transaction."""
     leased = (select(func.coalesce(func.sum(_holds.c.amount_nanos), 0))
               .where(_holds.c.account_id == account_id, _holds.c.status == "open",
                      _holds.c.id.like("lease\\_%", escape="\\"))
               .scalar_subquery())
-    with read_scope(engine) as session:
-        row = session.exec(
-            select(_accounts.c.balance_nanos, _accounts.c.held_nanos, leased.label("leased")).where(
-                _accounts.c.id == account_id
-            )
-        ).first()
+    return select(_accounts.c.balance_nanos, _accounts.c.held_nanos, leased.label("leased")).where(
+        _accounts.c.id == account_id)
+
+
+def balance_view(row: Any, account_id: int) -> BalanceView:
     if row is None:
         raise AccountNotFound(account_id)
     held = row.held_nanos - row.leased

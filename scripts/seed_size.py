@@ -45,7 +45,8 @@ def insert_chunks(engine: Any, table: Any, rows: Callable[[int, int], list[dict]
     print(f"  {total:>9,} {what} in {time.perf_counter() - started:.1f} s", flush=True)
 
 
-def seed(engine: Any, accounts: int, keys: int, records: int, hot_records: int) -> int:
+def seed(engine: Any, accounts: int, keys: int, records: int, hot_records: int) -> tuple[int, str]:
+    """Returns the hot account's id and a key of it (the seeded keys' plaintexts are derivable)."""
     now, prefix = utcnow(), uuid.uuid4().hex[:6]
     with engine.begin() as connection:
         first = (connection.execute(text("SELECT COALESCE(MAX(id), 0) FROM account")).scalar() or 0) + 1
@@ -84,7 +85,7 @@ def seed(engine: Any, accounts: int, keys: int, records: int, hot_records: int) 
         else:
             connection.execute(text("ANALYZE"))
     assert ledger.check_invariant(engine, hot) == [], "the seeded books must balance"
-    return hot
+    return hot, f"sk-rr-size-{prefix}-0"  # key 0 belongs to account first + 0, the hot one
 
 
 def timed(work: Callable[[], Any], runs: int = 20) -> float:
@@ -108,7 +109,7 @@ def main() -> None:
     upgrade(args.database_url)
     engine = make_engine(args.database_url)
     print("seeding", args.database_url.split("@")[-1])
-    hot = seed(engine, args.accounts, args.keys, args.records, args.hot_records)
+    hot, _ = seed(engine, args.accounts, args.keys, args.records, args.hot_records)
     page = UsageQuery(account_id=hot, limit=100)
     newest = list_records(engine, page)[0]
     deep = UsageQuery(account_id=hot, limit=100, after=newest[-1].id)

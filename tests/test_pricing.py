@@ -227,3 +227,11 @@ def test_pricing_fields_never_show_list_prices():
     model = CatalogModel("m", "openai", "chat", "m", GPT4O, Prices(input=D("0.123"), output=D("0.456")), 10, 10)
     text = repr(pricing_fields(model))
     assert "0.123" not in text and "0.456" not in text
+
+
+def test_format_usd_writes_what_decimal_str_writes() -> None:
+    """format_usd's integer arithmetic (a usage page's hot loop) against the exact Decimal route."""
+    rng = random.Random(20261204)
+    amounts = [0, 1, -1, 5, -5, 10**9, -(10**9), 1_500_000_000, 123, 10**30 + 7, -(10**30)]
+    amounts += [rng.randint(-(10**15), 10**15) for _ in range(20_000)] + list(range(-1_000, 1_001))
+    assert [format_usd(n) for n in amounts] == [decimal_str(nanos_to_usd(n)) for n in amounts]

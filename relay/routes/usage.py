@@ -9,14 +9,13 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay import ledger
 from relay.auth import Caller
 from relay.errors import bad_request
 from relay.jsonresponse import JSONBody
 from relay.money import format_usd
 from relay.routes.authenticated import authenticated
 from relay.state import RelayState
-from relay.usage_log import UsageQuery, list_records, record_view, totals
+from relay.usage_log import UsageQuery, read_page, record_view
 
 
 # Unix timestamps from 1970 to the last second of year 9999 (what a datetime can hold).
@@ -71,20 +70,18 @@ def _short(params: Any, name: str, most: int) -> str | None:
 async def _usage(request: Request, state: RelayState, caller: Caller) -> Response:
     query = parse_query(request, caller.account_id)
 
-    def read() -> dict:
-        records, has_more = list_records(state.engine, query)
-        balance = ledger.account_balance(state.engine, caller.account_id)
-        return {
-            "object": "list",
-            "data": [record_view(r) for r in records],
-            "has_more": has_more,
-            "totals": totals(state.engine, query),
-            "balance_usd": format_usd(balance.balance_nanos),
-            "held_usd": format_usd(balance.held_nanos),
-            "available_usd": format_usd(balance.available_nanos),
-        }
-
-    return JSONBody(await anyio.to_thread.run_sync(read))
+    page = await anyio.to_thread.run_sync(read_page, state.engine, query, caller.account_id)
+    balance = page.balance
+    assert balance is not None
+    return JSONBody({
+        "object": "list",
+        "data": [record_view(r) for r in page.records],
+        "has_more": page.has_more,
+        "totals": page.totals,
+        "balance_usd": format_usd(balance.balance_nanos),
+        "held_usd": format_usd(balance.held_nanos),
+        "available_usd": format_usd(balance.available_nanos),
+    })
 
 
 usage = authenticated(_usage)

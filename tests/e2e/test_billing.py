@@ -102,6 +102,7 @@ def test_usage_endpoint_lists_own_records_with_balance(relay, account, openai_cl
     record = page["data"][1]
     assert record["source"] == "pool" and record["provider"] == "openai" and record["status"] == "ok"
     assert record["usage"]["input_tokens"] > 0 and record["usage"]["output_tokens"] > 0
+    assert abs(record["created"] - time.time()) < 120, "created: the record's unix time, in UTC"
     assert isinstance(record["cost_usd"], str) and isinstance(record["list_cost_usd"], str)
     balance = ledger.account_balance(relay.state.engine, account.id)
     assert page["balance_usd"] == format_usd(balance.balance_nanos) and page["held_usd"] == "0"

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The relay at production size, over HTTP: chat throughput alone and while one client polls
+`GET /v1/usage` in a tight loop, and the latency of a usage page and an accounts page.
+
+Seeds the relay's database with scripts/seed_size.py (default 1M usage records, 100k accounts,
+200k keys; one "hot" account has 55k records and is the one polled), then starts the fake upstream
+and `relay serve` as scripts/bench_gateway.py does, and alternates, rep by rep, chat at --conc
+alone and chat at --conc with the poller, so each ratio comes from the same minutes.
+
+  python3 scripts/bench_size.py                                  # SQLite
+  python3 scripts/bench_size.py --database postgres              # PostgreSQL + Redis
+  python3 scripts/bench_size.py --records 100000 --accounts 10000 --keys 20000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import bench_gateway as bg  # noqa: E402  (its relay set-up, the shared harness as bg.anchors)
+import seed_size  # noqa: E402
+
+from relay.db.engine import make_engine  # noqa: E402
+
+ADMIN_KEY = "bench-size-admin-key"
+
+
+class Poller(threading.Thread):
+    """GET /v1/usage as fast as answers come back (one connection), recording each latency."""
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key, self.latencies_ms, self.errors = url, key, [], 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30) as client:
+            while not self.stopping.is_set():
+                started = time.perf_counter()
+                ok = client.get(self.url).status_code == 200
+                self.latencies_ms.append((time.perf_counter() - started) * 1000)
+                self.errors += not ok
+
+
+def page_latency(url: str, headers: dict[str, str], runs: int = 30) -> tuple[float, float]:
+    """Median and max of `runs` sequential GETs (after one warm-up)."""
+    with httpx.Client(headers=headers, timeout=30) as client:
+        client.get(url).raise_for_status()
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            client.get(url).raise_for_status()
+            samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples), max(samples)
+
+
+def chat_point(peer: dict, body: Path, conc: int, seconds: float) -> float:
+    result = bg.anchors.run_wrk(peer["base"] + "/chat/completions", body, peer["chat_h"], conc, seconds)
+    return result["requests"] / (result["duration_us"] / 1e6)
+
+
+def options() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--redis-db", type=int, default=13)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--accounts", type=int, default=100_000)
+    ap.add_argument("--keys", type=int, default=200_000)
+    ap.add_argument("--hot-records", type=int, default=55_000)
+    ap.add_argument("--conc", type=int, default=16)
+    ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--port-base", type=int, default=19500)
+    ap.add_argument("--upstream-python", default=os.environ.get("BENCH_UPSTREAM_PYTHON", "/tmp/venv-bench/bin/python"))
+    ap.add_argument("--relay-start-timeout", type=float, default=120)
+    ap.add_argument("--out", default=None)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = options()
+    out = Path(args.out or tempfile.mkdtemp(prefix="relay-size-")).resolve()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    procs: list = []
+    try:
+        key, env = bg.prepare_relay("relay", ROOT, out, args)
+        env["RELAY_ADMIN_KEY"] = ADMIN_KEY
+        engine = make_engine(env["RELAY_DATABASE_URL"])
+        print(f"seeding {args.records:,} records, {args.accounts:,} accounts, {args.keys:,} keys", flush=True)
+        hot, hot_key = seed_size.seed(engine, args.accounts, args.keys, args.records, args.hot_records)
+        engine.dispose()
+        upstream_url = f"http://127.0.0.1:{args.port_base}"
+        python = args.upstream_python if Path(args.upstream_python).exists() else sys.executable
+        upstream = bg.anchors.Proc("upstream", f"{python} {ROOT / 'scripts/bench_upstream.py'} --port {args.port_base}",
+                                   {**os.environ, "BENCH_DIR": str(bg.BENCH)}, str(ROOT), out / "logs")
+        procs.append(upstream)
+        if bg.anchors.wait_http(upstream_url + "/health", upstream, 30) is None:
+            raise SystemExit("the fake upstream did not start")
+        peer = bg.relay_peer("relay", ROOT, key, env, args.port_base + 1, upstream_url, args)
+        relay = bg.anchors.Proc("relay", peer["cmd"], {**os.environ, **peer["env"]}, peer["cwd"], out / "logs")
+        procs.append(relay)
+        if bg.anchors.wait_http(peer["ready"], relay, args.relay_start_timeout) is None:
+            raise SystemExit(f"the relay did not start; see {out / 'logs/relay.log'}")
+        body = out / "chat.json"
+        body.write_text(json.dumps(bg.CHAT))
+        usage_url = peer["base"] + "/usage"
+        accounts_url = f"http://127.0.0.1:{args.port_base + 1}/admin/accounts?limit=100"
+        chat_point(peer, body, args.conc, 3)  # warm
+        usage_idle = page_latency(usage_url, {"Authorization": f"Bearer {hot_key}"})
+        accounts_idle = page_latency(accounts_url, {"Authorization": f"Bearer {ADMIN_KEY}"})
+        alone, polled, polls = [], [], []
+        for rep in range(1, args.reps + 1):
+            alone.append(chat_point(peer, body, args.conc, args.duration))
+            poller = Poller(usage_url, hot_key)
+            poller.start()
+            polled.append(chat_point(peer, body, args.conc, args.duration))
+            poller.stopping.set()
+            poller.join()
+            polls.extend(poller.latencies_ms)
+            print(f"rep {rep}: chat alone {alone[-1]:,.0f} req/s, with the poller {polled[-1]:,.0f} req/s "
+                  f"({len(poller.latencies_ms)} polls, {poller.errors} errors)", flush=True)
+        a, p = statistics.median(alone), statistics.median(polled)
+        polls.sort()
+        lines = [
+            f"# bench_size {time.strftime('%Y-%m-%d %H:%M')}: {args.database}, {args.records:,} usage records, "
+            f"{args.accounts:,} accounts, {args.keys:,} keys; polled account: {args.hot_records:,} records",
+            "",
+            "| figure | value |", "|---|---|",
+            f"| chat c={args.conc} req/s alone (median of {args.reps}) | {a:,.0f} |",
+            f"| chat c={args.conc} req/s while one client polls GET /v1/usage | {p:,.0f} ({(p - a) / a:+.0%}) |",
+            f"| GET /v1/usage page during chat, p50 / p99 ms | {polls[len(polls) // 2]:.1f} / "
+            f"{polls[int(len(polls) * 0.99)]:.1f} ({len(polls)} polls) |",
+            f"| GET /v1/usage page idle, p50 / max ms | {usage_idle[0]:.1f} / {usage_idle[1]:.1f} |",
+            f"| GET /admin/accounts?limit=100 idle, p50 / max ms | {accounts_idle[0]:.1f} / {accounts_idle[1]:.1f} |",
+        ]
+        (out / "summary.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        for db in bg.DATABASES:
+            bg.subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {db}"],
+                              capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
