@@ -17,6 +17,7 @@ from relay.money import format_usd, parse_usd_amount
 from relay.schemas.admin import (MAX_LIMIT, MAX_NOTE_CHARS, check_account_name, check_api_key,
                                  check_idempotency_key, check_label)
 from relay.schemas.byok import check_base_url
+from relay.schemas.limits import MAX_ID
 from relay.usage_log import UsageQuery, list_records, record_view, totals
 
 KEEP = object()  # set_limits: leave this limit as it is
@@ -65,8 +66,8 @@ def list_accounts(engine: Engine, limit: int = 100, after: int = 0) -> dict:
     """One page of accounts in id order; `next_after` is the `after` of the next page."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be from 1 to {MAX_PAGE}")
-    if after < 0 or after >= 2**63:
-        raise ValueError("after must be an account id")
+    if not 0 <= after <= MAX_ID:
+        raise ValueError(f"after must be an account id (0 to {MAX_ID})")
     found = accounts.list_accounts(engine, limit + 1, after)
     page = [account_view(a) for a in found[:limit]]
     more = len(found) > limit

@@ -19,7 +19,7 @@ from relay.routes.usage import parse_time
 from relay.schemas.admin import AccountIn, KeyIn, TierIn, TopupIn
 from relay.schemas.body import read_json, validate
 from relay.schemas.byok import CredentialIn
-from relay.schemas.limits import parse_id
+from relay.schemas.limits import check_params, parse_id
 
 Action = Callable[[Any, Request, dict], Any]
 MAX_PATH_NAME_CHARS = 200  # an account name in a path: longer ones cannot exist (64 at most)
@@ -43,6 +43,7 @@ def admin(action: Action, status: int = 200) -> Callable:
         state = request.app.state.relay
         try:
             _authorize(request)
+            check_params(request.path_params, request.query_params)
             body = await read_json(request, state.settings.max_body_bytes) if request.method in ("POST", "PUT") else {}
             result = await anyio.to_thread.run_sync(lambda: action(state, request, body))
         except RelayError as error:

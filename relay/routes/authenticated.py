@@ -14,6 +14,7 @@ from relay.errors import RelayError, render
 from relay.limit_headers import rate_limit_headers
 from relay.limits import Limits
 from relay.pipeline import api_key_of
+from relay.schemas.limits import check_params
 from relay.state import RelayState
 
 Work = Callable[[Request, RelayState, Caller], Awaitable[Response]]
@@ -31,6 +32,7 @@ def authenticated(work: Work | PublicWork, *, key_optional: bool = False) -> Cal
             key = api_key_of(request, "openai")
             if key or not key_optional:
                 caller = await state.auth.authenticate(key)
+            check_params(request.path_params, request.query_params)
             response = await work(request, state, caller)  # type: ignore[arg-type]
         except RelayError as error:
             response = render(error, "openai")

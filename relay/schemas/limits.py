@@ -20,8 +20,9 @@ MAX_MESSAGES = 100_000
 OUTPUT_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 MAX_OUTPUT_TOKENS = 2**31 - 1
 MAX_MODEL_CHARS = 256  # catalog names are ~30 characters; the name is echoed in 404s
-# What a relay id or a database key can hold (signed 64-bit): larger ids cannot exist.
-MAX_ID = 2**63 - 1
+# The largest id a table can hold: ids are INTEGER primary keys, 32-bit on PostgreSQL (larger
+# ones cannot exist, and binding one is a driver error there, a 64-bit overflow on SQLite).
+MAX_ID = 2**31 - 1
 
 
 def unsupported_media_type(content_type: str) -> RelayError:
@@ -69,6 +70,9 @@ def check_body_limits(body: dict, raw: bytes) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_OUTPUT_TOKENS:
             raise bad_request(f"'{name}' is at most {MAX_OUTPUT_TOKENS}; the model's own output limit is lower "
                               "(GET /v1/models shows it).", name, "invalid_request")
+    previous = body.get("previous_response_id")  # looked up in the database (no NUL in PostgreSQL text)
+    if isinstance(previous, str) and "\x00" in previous:
+        raise bad_request("'previous_response_id' contains a NUL character.", "previous_response_id")
     model = body.get("model")
     if isinstance(model, str) and len(model) > MAX_MODEL_CHARS:
         raise bad_request(f"'model' is too long ({len(model)} characters); model names have at most "
@@ -76,9 +80,17 @@ def check_body_limits(body: dict, raw: bytes) -> None:
 
 
 def parse_id(raw: object, what: str = "id") -> int:
-    """An id from a path, query or body: ids are signed 64-bit in the database, so a larger one is
-    refused here rather than overflowing the driver (and 4,300+ digits would fail int() itself)."""
+    """An id from a path, query or body: a larger one than a table holds is refused here rather
+    than overflowing the driver (and 4,300+ digits would fail int() itself)."""
     text = str(raw)
-    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ID:
+    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > MAX_ID:
         raise bad_request(f"'{what}' must be a whole number from 0 to {MAX_ID}, got {text[:40]!r}.", what, "invalid_id")
     return int(text)
+
+
+def check_params(path_params: dict, query_params: Any) -> None:
+    """Path and query values that reach a database query: PostgreSQL text cannot hold NUL, so one
+    is refused here (a 400) instead of failing in the driver (a 500)."""
+    for name, value in [*path_params.items(), *query_params.multi_items()]:
+        if isinstance(value, str) and "\x00" in value:
+            raise bad_request(f"'{name}' contains a NUL character.", name, "invalid_parameter")

@@ -145,7 +145,7 @@ def json_body(draw: st.DrawFn, template: dict[str, Any]) -> bytes:
 INFERENCE = {"/chat/completions": "chat", "/embeddings": "embeddings", "/images/generations": "images",
              "/images/edits": "image_edit", "/messages": "messages", "/messages/count_tokens": "count_tokens",
              "/responses": "responses"}
-ID_TEXT = ["0", "1", "-1", "abc", "9" * 25, "9" * 5000, "9223372036854775807", "9223372036854775808",
+ID_TEXT = ["0", "-1", "2147483647", "2147483648", "abc", "9" * 25, "9" * 5000, "9223372036854775807", "9223372036854775808",
            "%00", "1.5", "١٢", "resp_abc", "x" * 300]
 
 

@@ -173,3 +173,10 @@ def test_output_token_fields_and_dimensions_are_bounded(relay, account, emulator
     response = httpx.post(relay.url + "/v1/embeddings", json=embeddings, headers=auth(account), timeout=30)
     assert_openai_error(response, 400, "invalid_request")
     assert emulator.requests == []
+
+
+def test_nul_in_ids_is_400_not_a_driver_error(relay, account) -> None:
+    response = httpx.get(relay.url + "/v1/responses/%00/input_items", headers=auth(account), timeout=30)
+    assert_openai_error(response, 400, "invalid_parameter")
+    response = httpx.get(relay.url + "/admin/accounts/a%00b", headers=ADMIN, timeout=30)
+    assert_openai_error(response, 400, "invalid_parameter")
