@@ -78,8 +78,9 @@ async def client_gone(request: Request, exc: Exception) -> Response:
 
 
 class ClientErrorLog:
-    """One log line per 4xx answer (method, path, status, error code; never a body, query or
-    header), so operators see refused input; 2xx/5xx are left to the access log and handlers.
+    """One log line per 4xx answer that has no relay.requests line (method, path, status, error
+    code; never a body, query or header), so operators see refused input; 2xx/5xx are left to the
+    access log and handlers.
     Plain ASGI: it adds one function call per message to every answer, nothing more."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -95,12 +96,20 @@ class ClientErrorLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if 400 <= status < 500 and _has_request_line(message):
+                    status = 0  # the pipeline's relay.requests line already records this answer
             elif 400 <= status < 500:
                 _log_client_error(scope, status, message.get("body", b""))
                 status = 0  # once per answer
             await send(message)
 
         await self.app(scope, receive, watch)
+
+
+def _has_request_line(start: Message) -> bool:
+    """The pipeline (inference routes) puts its x-request-id on every answer it logs on
+    relay.requests; other routes (admin, byok/credentials, usage, models) carry none."""
+    return any(name == b"x-request-id" for name, _ in start.get("headers", ()))
 
 
 def _log_client_error(scope: Scope, status: int, body: bytes) -> None:

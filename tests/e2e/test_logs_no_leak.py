@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -19,15 +20,28 @@ from relay.db.engine import make_engine
 from tests.e2e.relay_server import ROOT
 
 
-def test_a_4xx_is_logged_without_body_or_key(relay, account, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="relay.http")
+def test_a_4xx_is_logged_once_without_body_or_key(relay, account, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="relay")
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "secret-prompt"}], "max_tokens": -1}
     response = httpx.post(relay.url + "/v1/chat/completions?token=q-secret", json=body, timeout=30,
                           headers={"Authorization": f"Bearer {account.key}"})
     assert response.status_code == 400
+    request_id = response.headers["x-request-id"]
+    # An inference route's 4xx is its relay.requests line alone (no second relay.http line).
+    deadline = time.monotonic() + 5
+    while not [r for r in caplog.records if r.name == "relay.requests" and request_id in r.getMessage()]:
+        assert time.monotonic() < deadline, "no relay.requests line"
+        time.sleep(0.05)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "relay.requests" and request_id in r.getMessage()]
+    assert "http_status=400" in line and "error=invalid_request" in line
+    assert not [r for r in caplog.records if r.name == "relay.http" and "/v1/chat/completions" in r.getMessage()]
+    # A route without a request line (here /byok/credentials) keeps its relay.http line.
+    bad = httpx.post(relay.url + "/byok/credentials?token=q-secret", json={"provider": "nope", "api_key": "k"},
+                     headers={"Authorization": f"Bearer {account.key}"}, timeout=30)
+    assert 400 <= bad.status_code < 500
     lines = [r.getMessage() for r in caplog.records if r.name == "relay.http"]
-    assert "POST /v1/chat/completions -> 400 invalid_request" in lines
-    text_ = "\n".join(lines)
+    assert any(l.startswith(f"POST /byok/credentials -> {bad.status_code} ") for l in lines), lines
+    text_ = "\n".join(r.getMessage() for r in caplog.records if r.name in ("relay.http", "relay.requests"))
     assert account.key not in text_ and "secret-prompt" not in text_ and "q-secret" not in text_
 
 
