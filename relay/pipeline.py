@@ -252,6 +252,7 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
         ex.mark("settle_start")
     try:
         await state.billing.settle(caller, ex.id, ex.held, charge, record, ex.lease, ex.estimate_nanos)
+        state.usage_pages.forget(caller.account_id)  # its usage pages show the new record
     finally:
         observe.finish(ex, record)  # metrics, the request's log line, its spans: once, at the end
 
@@ -285,6 +286,7 @@ async def _abandon(state: RelayState, ex: Exchange, call: Call, model: CatalogMo
         ex.mark("settle_start")
     try:
         await state.billing.abandon(caller, ex.id, ex.held, record, ex.lease, ex.estimate_nanos)
+        state.usage_pages.forget(caller.account_id)  # a new record on its usage pages
     finally:
         observe.finish(ex, record)
 

@@ -15,6 +15,7 @@ from relay.catalog import Catalog
 from relay.credentials import CredentialStore
 from relay.limits import Limiter
 from relay.settings import Settings
+from relay.usage_cache import PageCache
 
 log = logging.getLogger("relay")
 
@@ -29,6 +30,7 @@ class RelayState:
     limiter: Limiter
     billing: Billing
     adapters: dict[str, Any]
+    usage_pages: PageCache = field(default_factory=PageCache)  # GET /v1/usage, see relay.usage_cache
     _background: set[asyncio.Task] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:

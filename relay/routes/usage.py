@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import anyio.to_thread
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from relay.auth import Caller
 from relay.errors import bad_request
-from relay.jsonresponse import JSONBody
 from relay.money import format_usd
 from relay.routes.authenticated import authenticated
 from relay.state import RelayState
@@ -70,10 +70,13 @@ def _short(params: Any, name: str, most: int) -> str | None:
 async def _usage(request: Request, state: RelayState, caller: Caller) -> Response:
     query = parse_query(request, caller.account_id)
 
+    cached = state.usage_pages.get(caller.account_id, query)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
     page = await anyio.to_thread.run_sync(read_page, state.engine, query, caller.account_id)
     balance = page.balance
     assert balance is not None
-    return JSONBody({
+    body = orjson.dumps({
         "object": "list",
         "data": [record_view(r) for r in page.records],
         "has_more": page.has_more,
@@ -82,6 +85,8 @@ async def _usage(request: Request, state: RelayState, caller: Caller) -> Respons
         "held_usd": format_usd(balance.held_nanos),
         "available_usd": format_usd(balance.available_nanos),
     })
+    state.usage_pages.put(caller.account_id, query, body)
+    return Response(body, media_type="application/json")
 
 
 usage = authenticated(_usage)
