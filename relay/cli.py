@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ def _store(settings: Settings) -> CredentialStore:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     upgrade(settings.database_url)
     if settings.env == "dev":
@@ -44,13 +46,73 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
               "limits, so an account may get up to that many times its limit", file=sys.stderr)
     if args.workers > 1:
         metrics_dir(os.environ)
-    uvicorn.run(
+    config = uvicorn.Config(
         "relay.app:create_app", factory=True,
         host=args.host or settings.host, port=args.port or settings.port,
         workers=args.workers, log_level="info", access_log=False,
         # uvloop and httptools: the fast event loop and HTTP parser (asyncio and h11 cost ~2× the CPU).
         loop="uvloop", http="httptools",
+        # SIGTERM: stop accepting, let in-flight requests and streams finish for this long, then
+        # the lifespan's shutdown settles and writes every charge (relay.app).
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]  # float works
     )
+    if args.workers > 1:
+        # The supervisor SIGTERMs each worker (each drains as above), waits for them all, and
+        # returns: its own exit status is 0. It first closes its copy of the listening socket:
+        # kept open, the kernel would go on accepting connections nobody will ever serve.
+        class Supervisor(Multiprocess):
+            def terminate_all(self) -> None:
+                for sock in self.sockets:
+                    sock.close()
+                super().terminate_all()
+
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+        return
+    server = _draining_server()(config)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE: the app or the socket bind failed
+    if not server.drained_cleanly():
+        # Requests cut at the end of the grace period, or the lifespan's shutdown (which writes
+        # the charges) failed: say so in the exit status.
+        print("relay: shutdown was not clean (grace period exceeded or settlement failed); see the log",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def _draining_server() -> type:
+    """uvicorn's Server, except that the SIGTERM it shut down on is not re-raised. uvicorn kills
+    itself with the signal once shut down (exit status 143), which service managers and
+    orchestrators count as a failure; `relay serve` exits 0 after a clean drain instead, 1 after
+    one that was not (cmd_serve). Built on call: uvicorn is imported only by `relay serve`."""
+    import contextlib
+
+    import uvicorn
+
+    class Draining(uvicorn.Server):
+        drained = False
+
+        async def _wait_tasks_to_complete(self) -> None:
+            await super()._wait_tasks_to_complete()
+            self.drained = True  # not reached when the grace period ran out (wait_for cancels it)
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            with super().capture_signals():
+                yield
+                # Runs before the base's re-raise loop, which reads this list; SIGINT (Ctrl-C)
+                # is still re-raised as uvicorn does.
+                self._captured_signals[:] = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+        def drained_cleanly(self) -> bool:
+            lifespan = getattr(self, "lifespan", None)
+            failed = lifespan is not None and (lifespan.shutdown_failed or lifespan.error_occurred)
+            return self.drained and not self.force_exit and not failed
+
+    return Draining
 
 
 def metrics_dir(env: "os._Environ[str] | dict[str, str]") -> str:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # relay is charged for what it had relayed at its last checkpoint (see relay.billing).
     stream_checkpoint_s: float = 5.0
     auth_cache_ttl_s: float = 5.0
+    # On SIGTERM `relay serve` stops accepting and lets in-flight requests and streams finish for
+    # this long (then cancels them: they settle as interrupted), writes every charge, exits 0.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
     # One line per request on the `relay.requests` logger, and every other log line, as JSON or text.
     log_format: Literal["json", "text"] = "text"
     # Bearer token for GET /metrics (the admin key works too); unset with no admin key: /metrics is off.
