@@ -39,20 +39,31 @@ ADMIN_KEY = "bench-size-admin-key"
 
 
 class Poller(threading.Thread):
-    """GET /v1/usage as fast as answers come back (one connection), recording each latency."""
+    """GET /v1/usage on one connection: as fast as answers come back (interval 0), or one poll
+    every `interval_s` (a dashboard); records each latency and its own CPU time, because on a
+    2-core machine the polling client competes with the relay, wrk and the upstream for cores."""
 
-    def __init__(self, url: str, key: str) -> None:
+    def __init__(self, url: str, key: str, interval_s: float) -> None:
         super().__init__(daemon=True)
-        self.url, self.key, self.latencies_ms, self.errors = url, key, [], 0
+        self.url, self.key, self.interval_s, self.latencies_ms, self.errors = url, key, interval_s, [], 0
         self.stopping = threading.Event()
+        self.cpu_s = 0.0
 
     def run(self) -> None:
+        cpu = time.thread_time()
         with httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30) as client:
             while not self.stopping.is_set():
                 started = time.perf_counter()
                 ok = client.get(self.url).status_code == 200
                 self.latencies_ms.append((time.perf_counter() - started) * 1000)
                 self.errors += not ok
+                if self.interval_s:
+                    self.stopping.wait(max(0.0, self.interval_s - (time.perf_counter() - started)))
+        self.cpu_s = time.thread_time() - cpu
+
+
+def relay_cpu_s(proc: "bg.anchors.Proc") -> float:
+    return bg.anchors.tree_ticks(proc.pid, bg.anchors._all_stats()) / bg.anchors.TICK
 
 
 def page_latency(url: str, headers: dict[str, str], runs: int = 30) -> tuple[float, float]:
@@ -67,9 +78,11 @@ def page_latency(url: str, headers: dict[str, str], runs: int = 30) -> tuple[flo
     return statistics.median(samples), max(samples)
 
 
-def chat_point(peer: dict, body: Path, conc: int, seconds: float) -> float:
+def chat_point(peer: dict, relay: "bg.anchors.Proc", body: Path, conc: int, seconds: float) -> tuple[float, float]:
+    """Chat req/s, and the relay's CPU seconds per second meanwhile."""
+    cpu, wall = relay_cpu_s(relay), time.perf_counter()
     result = bg.anchors.run_wrk(peer["base"] + "/chat/completions", body, peer["chat_h"], conc, seconds)
-    return result["requests"] / (result["duration_us"] / 1e6)
+    return result["requests"] / (result["duration_us"] / 1e6), (relay_cpu_s(relay) - cpu) / (time.perf_counter() - wall)
 
 
 def options() -> argparse.Namespace:
@@ -84,6 +97,8 @@ def options() -> argparse.Namespace:
     ap.add_argument("--conc", type=int, default=16)
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--poll-every-ms", type=float, default=0,
+                    help="the poller's pace: 0 = a tight loop (the default), 100 = ten polls a second")
     ap.add_argument("--port-base", type=int, default=19500)
     ap.add_argument("--upstream-python", default=os.environ.get("BENCH_UPSTREAM_PYTHON", "/tmp/venv-bench/bin/python"))
     ap.add_argument("--relay-start-timeout", type=float, default=120)
@@ -119,29 +134,41 @@ def main() -> None:
         body.write_text(json.dumps(bg.CHAT))
         usage_url = peer["base"] + "/usage"
         accounts_url = f"http://127.0.0.1:{args.port_base + 1}/admin/accounts?limit=100"
-        chat_point(peer, body, args.conc, 3)  # warm
+        chat_point(peer, relay, body, args.conc, 3)  # warm
         usage_idle = page_latency(usage_url, {"Authorization": f"Bearer {hot_key}"})
         accounts_idle = page_latency(accounts_url, {"Authorization": f"Bearer {ADMIN_KEY}"})
-        alone, polled, polls = [], [], []
+        alone, polled, polls, alone_cores, relay_cores, poller_cores, poll_rates = [], [], [], [], [], [], []
         for rep in range(1, args.reps + 1):
-            alone.append(chat_point(peer, body, args.conc, args.duration))
-            poller = Poller(usage_url, hot_key)
+            rate, cores = chat_point(peer, relay, body, args.conc, args.duration)
+            alone.append(rate)
+            alone_cores.append(cores)
+            poller = Poller(usage_url, hot_key, args.poll_every_ms / 1000)
             poller.start()
-            polled.append(chat_point(peer, body, args.conc, args.duration))
+            rate, cores = chat_point(peer, relay, body, args.conc, args.duration)
             poller.stopping.set()
             poller.join()
+            polled.append(rate)
+            relay_cores.append(cores)
+            poller_cores.append(poller.cpu_s / args.duration)
+            poll_rates.append(len(poller.latencies_ms) / args.duration)
             polls.extend(poller.latencies_ms)
             print(f"rep {rep}: chat alone {alone[-1]:,.0f} req/s, with the poller {polled[-1]:,.0f} req/s "
-                  f"({len(poller.latencies_ms)} polls, {poller.errors} errors)", flush=True)
+                  f"({len(poller.latencies_ms)} polls, {poller.errors} errors; the polling client used "
+                  f"{poller_cores[-1]:.2f} cores)", flush=True)
         a, p = statistics.median(alone), statistics.median(polled)
         polls.sort()
+        pace = "in a tight loop" if not args.poll_every_ms else f"every {args.poll_every_ms:g} ms"
         lines = [
             f"# bench_size {time.strftime('%Y-%m-%d %H:%M')}: {args.database}, {args.records:,} usage records, "
             f"{args.accounts:,} accounts, {args.keys:,} keys; polled account: {args.hot_records:,} records",
             "",
             "| figure | value |", "|---|---|",
             f"| chat c={args.conc} req/s alone (median of {args.reps}) | {a:,.0f} |",
-            f"| chat c={args.conc} req/s while one client polls GET /v1/usage | {p:,.0f} ({(p - a) / a:+.0%}) |",
+            f"| chat c={args.conc} req/s while one client polls GET /v1/usage {pace} | {p:,.0f} ({(p - a) / a:+.0%}) |",
+            f"| the relay's CPU, cores: chat alone / with the poller | {statistics.median(alone_cores):.2f} / "
+            f"{statistics.median(relay_cores):.2f} |",
+            f"| polls per second; CPU of the polling client (cores, of 2) | {statistics.median(poll_rates):,.0f}; "
+            f"{statistics.median(poller_cores):.2f} |",
             f"| GET /v1/usage page during chat, p50 / p99 ms | {polls[len(polls) // 2]:.1f} / "
             f"{polls[int(len(polls) * 0.99)]:.1f} ({len(polls)} polls) |",
             f"| GET /v1/usage page idle, p50 / max ms | {usage_idle[0]:.1f} / {usage_idle[1]:.1f} |",
