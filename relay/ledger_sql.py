@@ -3,8 +3,9 @@
 Measured on SQLite (scripts/bench_ledger.py, medians of 6 runs): one hold and one settlement cost
 1,198 µs of CPU through SQLAlchemy Core and 686 µs this way. Under a profile, SQLite's own
 execute calls were ~15 µs per statement; the rest was SQLAlchemy's execution machinery
-(compiled-cache lookup, parameter processing, result set-up, events), paid for every statement. Here each statement is a prepared string executed on the transaction's own DBAPI
-cursor, with values already in the form the column types would give them. The transaction itself
+(compiled-cache lookup, parameter processing, result set-up, events), paid for every statement.
+Here each statement is a prepared string executed on the transaction's own DBAPI cursor, with
+values already in the form the column types would give them. The transaction itself
 (BEGIN IMMEDIATE on SQLite, commit, rollback) is still SQLAlchemy's, so the rare paths of a batch
 (expiring stale holds, explaining a refusal) keep using relay.ledger on the same connection.
 """
