@@ -133,32 +133,28 @@ def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _
             if op.lease not in drawn:  # the lease expired under it: charged like a BYOK fee, once
                 batch.later.append((index, op))
                 continue
-            batch.held[op.account_id] -= op.draw_nanos
-            batch.balance[op.account_id] -= op.charge_nanos
-            batch.entries.append(ledger._entry(op.account_id, "charge", -op.charge_nanos, op.request_id, batch.now,
-                                               key=f"charge:{op.request_id}"))
             if op.draw_nanos:
-                batch.entries.append(ledger._entry(op.account_id, "release", op.draw_nanos, op.request_id,
-                                                   batch.now, note=f"from {op.lease}"))
-            batch.records.append(op.record)
-            continue
-        if op.held and op.request_id not in closed:
-            batch.later.append((index, op))  # expired or already closed: relay.ledger decides, exactly once
-            continue
-        if op.held:
+                _release(batch, op.account_id, op.draw_nanos, op.request_id, f"from {op.lease}")
+        elif op.held:
+            if op.request_id not in closed:
+                batch.later.append((index, op))  # expired or already closed: relay.ledger decides, exactly once
+                continue
             account_id, amount = closed[op.request_id]
-            batch.held[account_id] -= amount
-            note = "settled" if isinstance(op, SettleOp) else "released"
-            batch.entries.append(ledger._entry(account_id, "release", amount, op.request_id, batch.now, note=note))
-        if isinstance(op, SettleOp) and op.charge_nanos and not op.held:
+            _release(batch, account_id, amount, op.request_id, "settled" if isinstance(op, SettleOp) else "released")
+        elif isinstance(op, SettleOp) and op.charge_nanos:
             batch.later.append((index, op))  # a charge without a hold (BYOK fee): keyed, via relay.ledger
             continue
-        if isinstance(op, SettleOp) and op.held:
+        if isinstance(op, SettleOp) and (op.held or op.lease):
             batch.balance[op.account_id] -= op.charge_nanos
             batch.entries.append(ledger._entry(op.account_id, "charge", -op.charge_nanos, op.request_id, batch.now,
                                                key=f"charge:{op.request_id}"))
         if op.record is not None:
             batch.records.append(op.record)
+
+
+def _release(batch: _Batch, account_id: int, amount: int, request_id: str, note: str) -> None:
+    batch.held[account_id] -= amount
+    batch.entries.append(ledger._entry(account_id, "release", amount, request_id, batch.now, note=note))
 
 
 def _draw_from_leases(connection: Connection, sql: DriverSql, ops: list[Op]) -> set[str]:
