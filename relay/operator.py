@@ -18,7 +18,7 @@ from relay.schemas.admin import (MAX_LIMIT, MAX_NOTE_CHARS, check_account_name, 
                                  check_idempotency_key, check_label)
 from relay.schemas.byok import check_base_url
 from relay.schemas.limits import MAX_ID
-from relay.usage_log import UsageQuery, list_records, record_view, totals
+from relay.usage_log import UsageQuery, read_page, record_view
 
 KEEP = object()  # set_limits: leave this limit as it is
 
@@ -134,9 +134,9 @@ def balance(engine: Engine, account: str) -> dict:
 def usage(engine: Engine, account: str, since: datetime | None = None, limit: int = 1000) -> dict:
     record = accounts.get_account(engine, account)
     query = UsageQuery(account_id=record.id, since=since, limit=limit)
-    records, has_more = list_records(engine, query)
-    return {"account": account, "data": [record_view(r) for r in records], "has_more": has_more,
-            "totals": totals(engine, query)}
+    page = read_page(engine, query)  # records and totals in one read
+    return {"account": account, "data": [record_view(r) for r in page.records], "has_more": page.has_more,
+            "totals": page.totals}
 
 
 def add_credential(store: CredentialStore, provider: str, api_key: str, account: str | None = None,

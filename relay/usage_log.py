@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import BigInteger, Connection, Engine, Integer, Text, and_, cast, func, or_
 from sqlmodel import select
 
-from relay.db.engine import read_scope
+from relay.db.engine import read_connection, read_scope
 from relay.db.models import Account, UsageRecord, UsageTotal
 from relay.ledger import BalanceView
 from relay.ledger_read import balance_statement, balance_view
@@ -74,7 +74,7 @@ def read_page(engine: Engine, query: UsageQuery, balance_of: Optional[int] = Non
     transaction on a Core connection: a client polling its usage costs the relay as little CPU
     as possible (no ORM session, no per-row type processing: SQL gives the epoch and the JSON
     text, orjson parses it)."""
-    with engine.execution_options(relay_read_only=True).connect() as connection, connection.begin():
+    with read_connection(engine) as connection:
         records, has_more = _records_page(connection, query)
         summed = _totals(connection, query)
         balance = (balance_view(connection.execute(balance_statement(balance_of)).first(), balance_of)
@@ -84,12 +84,12 @@ def read_page(engine: Engine, query: UsageQuery, balance_of: Optional[int] = Non
 
 def list_records(engine: Engine, query: UsageQuery) -> tuple[list[Any], bool]:
     """Newest first, `limit` at a time; the bool says whether more pages follow."""
-    page = read_page(engine, query)
-    return page.records, page.has_more
+    with read_connection(engine) as connection:
+        return _records_page(connection, query)
 
 
 def totals(engine: Engine, query: UsageQuery) -> dict[str, Any]:
-    with engine.execution_options(relay_read_only=True).connect() as connection, connection.begin():
+    with read_connection(engine) as connection:
         return _totals(connection, query)
 
 

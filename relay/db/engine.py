@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlmodel import Session, create_engine
 
 
@@ -54,6 +54,13 @@ def read_scope(engine: Engine) -> Iterator[Session]:
     with Session(engine.execution_options(relay_read_only=True), expire_on_commit=False) as session:
         with session.begin():
             yield session
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """read_scope without an ORM session, for readers that need no identity map."""
+    with engine.execution_options(relay_read_only=True).connect() as connection, connection.begin():
+        yield connection
 
 
 @contextmanager
