@@ -1,0 +1,22 @@
+"""per-key budgets, allowlists and limits
+
+Placeholder in the chain, filled by the work it names; a no-op until then.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04
+"""
+from typing import Sequence, Union
+
+revision: str = '0007'
+down_revision: Union[str, None] = '0006'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
