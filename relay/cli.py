@@ -182,7 +182,7 @@ def cmd_usage(args: argparse.Namespace, settings: Settings) -> Any:
     for row in report["data"]:
         print(f"{row['id']}  {row['model']:<24} {row['source']:<5} {row['status']:<9} "
               f"in={row['usage'].get('input_tokens', 0)} out={row['usage'].get('output_tokens', 0)} "
-              f"cost=${row['cost_usd']}")
+              f"cost=${row['cost_usd']}" + (f" client_id={row['client_request_id']}" if row["client_request_id"] else ""))
     totals = report["totals"]
     print(f"{totals['requests']} requests, ${totals['cost_usd']} charged (list ${totals['list_cost_usd']})")
     return None

@@ -89,7 +89,7 @@ def finish(ex: Any, record: dict[str, Any]) -> None:
             metrics.UPSTREAM_RETRIES.labels(provider).inc(attempts - 1)
     if REQUESTS_LOG.isEnabledFor(logging.INFO) or tracing.ENABLED:
         fields = RequestLine(
-            request_id=record["id"], client_request_id=ex.headers.get("x-client-request-id"),
+            request_id=record["id"], client_request_id=ex.client_request_id,
             account_id=record["account_id"], key_id=record["api_key_id"], route=record["route"], model=model,
             provider=provider, source=record["source"], status=record["status"], http_status=http_status,
             error=record["error"], latency_ms=record["latency_ms"], ttft_ms=record["ttft_ms"],
@@ -112,7 +112,7 @@ def refused(ex: Any, route: str, source: str, error: RelayError) -> None:
     if REQUESTS_LOG.isEnabledFor(logging.INFO) or tracing.ENABLED:
         caller = ex.caller
         fields = RequestLine(
-            request_id=ex.id, client_request_id=ex.headers.get("x-client-request-id"),
+            request_id=ex.id, client_request_id=ex.client_request_id,
             account_id=caller.account_id if caller else None, key_id=caller.key_id if caller else None,
             route=route, model=None, provider=None, source=source, status="refused", http_status=error.status,
             error=error.code, latency_ms=ex.elapsed_ms(), attempts=0,

@@ -63,6 +63,7 @@ class Exchange:
     estimate_nanos: int = 0
     tried: list[Credential] = field(default_factory=list)  # every upstream attempt (dispatch)
     marks: list[tuple[str, float]] | None = None  # steps' end moments, only while tracing is on
+    client_request_id: str | None = None  # the caller's X-Request-Id, when well-formed
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -125,9 +126,9 @@ async def handle(state: RelayState, request: Request, op: Operation, source: str
         # and errors, Claude's own when a Claude answer is passed through (dispatched.headers).
         ex.headers["request-id"] = ex.id
     if (client_id := request.headers.get("x-request-id")) is not None:
-        # Echoed and logged, never the record's id: ids a client picks may collide (see README).
+        # Echoed, logged and stored on the usage record, never as its id: ids a client picks may collide.
         if client_id := observe.client_request_id(client_id):
-            ex.headers["x-client-request-id"] = client_id
+            ex.headers["x-client-request-id"] = ex.client_request_id = client_id
     try:
         ex.caller = await state.auth.authenticate(api_key_of(request, op.protocol))
         if tracing.ENABLED:
@@ -302,5 +303,5 @@ def _record(ex: Exchange, call: Call, model: CatalogModel, source: str, usage: U
         "model": model.name, "provider": model.provider, "source": source, "usage": usage.as_dict(),
         "cost_nanos": charge.cost_nanos, "list_cost_nanos": charge.list_cost_nanos, "status": outcome.status,
         "http_status": outcome.http_status, "error": outcome.error, "latency_ms": outcome.latency_ms,
-        "ttft_ms": outcome.ttft_ms, "created_at": utcnow(),
+        "ttft_ms": outcome.ttft_ms, "created_at": utcnow(), "client_request_id": ex.client_request_id,
     }

@@ -112,6 +112,8 @@ class UsageRecord(SQLModel, table=True):
     latency_ms: int = 0
     ttft_ms: Optional[int] = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    # The caller's own X-Request-Id when well-formed (relay.observe.client_request_id; migration 0006).
+    client_request_id: Optional[str] = Field(default=None, max_length=128)
 
 
 class UsageTotal(SQLModel, table=True):
