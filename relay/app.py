@@ -144,6 +144,7 @@ def upstream_policy(settings: Settings) -> upstream_client.Policy:
 
 def build_app(settings: Settings | None = None, state: RelayState | None = None) -> Starlette:
     settings = settings or Settings()
+    observe.configure(settings)  # RELAY_METRICS, RELAY_REQUEST_LOG
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -23,6 +23,20 @@ from relay.money import format_usd
 
 REQUESTS_LOG = logging.getLogger("relay.requests")
 
+# The off switches (RELAY_METRICS, RELAY_REQUEST_LOG), set by configure() when an app is built:
+# with both off and tracing off, finish and refused return at their first line.
+METRICS = True
+REQUEST_LOG = True
+
+
+def configure(settings: Any) -> None:
+    global METRICS, REQUEST_LOG
+    METRICS, REQUEST_LOG = settings.metrics, settings.request_log
+
+
+def _logging() -> bool:
+    return REQUEST_LOG and REQUESTS_LOG.isEnabledFor(logging.INFO)
+
 # A client's own X-Request-Id is echoed (x-client-request-id) and logged only when it is this
 # shape: no spaces or control characters that could forge a log line, no unbounded length.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -44,6 +58,7 @@ class RequestLine(dict):
 # Label children by label values: .labels() takes a lock and builds a key every call.
 _children: dict[tuple, tuple] = {}
 _token_children: dict[tuple[str, str], Any] = {}
+_attempt_children: dict[str, tuple[Any, Any]] = {}
 
 
 def _series(route: str, model: str, provider: str, source: str, status: str) -> tuple:
@@ -67,6 +82,13 @@ def _tokens(model: str, kind: str) -> Any:
 
 def finish(ex: Any, record: dict[str, Any]) -> None:
     """An admitted request is settled (or abandoned): count it, log it, trace it."""
+    if METRICS:
+        _count(ex, record)
+    if _logging() or tracing.ENABLED:
+        _emit(ex, _line(ex, record))
+
+
+def _count(ex: Any, record: dict[str, Any]) -> None:
     model, provider, http_status = record["model"], record["provider"], record["http_status"]
     requests, duration, ttft, sell, listed = _series(record["route"], model, provider, record["source"],
                                                      str(http_status))
@@ -84,32 +106,45 @@ def finish(ex: Any, record: dict[str, Any]) -> None:
             _tokens(model, name[:-7]).inc(count)
     attempts = len(ex.tried)
     if attempts:
-        metrics.UPSTREAM_ATTEMPTS.labels(provider).inc(attempts)
+        tried, retried = _attempts(provider)
+        tried.inc(attempts)
         if attempts > 1:
-            metrics.UPSTREAM_RETRIES.labels(provider).inc(attempts - 1)
-    if REQUESTS_LOG.isEnabledFor(logging.INFO) or tracing.ENABLED:
-        fields = RequestLine(
-            request_id=record["id"], client_request_id=ex.client_request_id,
-            account_id=record["account_id"], key_id=record["api_key_id"], route=record["route"], model=model,
-            provider=provider, source=record["source"], status=record["status"], http_status=http_status,
-            error=record["error"], latency_ms=record["latency_ms"], ttft_ms=record["ttft_ms"],
-            input_tokens=usage.get("input_tokens", 0) + usage.get("cached_input_tokens", 0)
-            + usage.get("cache_creation_tokens", 0), output_tokens=usage.get("output_tokens", 0),
-            cached_input_tokens=usage.get("cached_input_tokens", 0), estimated=usage.get("estimated") or None,
-            cost_usd=format_usd(record["cost_nanos"]), list_cost_usd=format_usd(record["list_cost_nanos"]),
-            attempts=attempts,
-        )
-        _emit(ex, fields)
+            retried.inc(attempts - 1)
+
+
+def _attempts(provider: str) -> tuple[Any, Any]:
+    found = _attempt_children.get(provider)
+    if found is None:
+        found = _attempt_children[provider] = (metrics.UPSTREAM_ATTEMPTS.labels(provider),
+                                               metrics.UPSTREAM_RETRIES.labels(provider))
+    return found
+
+
+def _line(ex: Any, record: dict[str, Any]) -> RequestLine:
+    usage = record["usage"]
+    return RequestLine(
+        request_id=record["id"], client_request_id=ex.client_request_id,
+        account_id=record["account_id"], key_id=record["api_key_id"], route=record["route"], model=record["model"],
+        provider=record["provider"], source=record["source"], status=record["status"],
+        http_status=record["http_status"], error=record["error"], latency_ms=record["latency_ms"],
+        ttft_ms=record["ttft_ms"],
+        input_tokens=usage.get("input_tokens", 0) + usage.get("cached_input_tokens", 0)
+        + usage.get("cache_creation_tokens", 0), output_tokens=usage.get("output_tokens", 0),
+        cached_input_tokens=usage.get("cached_input_tokens", 0), estimated=usage.get("estimated") or None,
+        cost_usd=format_usd(record["cost_nanos"]), list_cost_usd=format_usd(record["list_cost_nanos"]),
+        attempts=len(ex.tried),
+    )
 
 
 def refused(ex: Any, route: str, source: str, error: RelayError) -> None:
     """A request turned away before admission: no hold, no dispatch, no usage record."""
-    _series(route, UNRESOLVED, UNRESOLVED, source, str(error.status))[0].inc()
-    if error.code == "rate_limit_exceeded":
-        metrics.RATE_LIMITED.labels("tokens" if "tokens per minute" in error.message else "requests").inc()
-    elif error.code == "request_exceeds_token_limit":
-        metrics.RATE_LIMITED.labels("tokens").inc()
-    if REQUESTS_LOG.isEnabledFor(logging.INFO) or tracing.ENABLED:
+    if METRICS:
+        _series(route, UNRESOLVED, UNRESOLVED, source, str(error.status))[0].inc()
+        if error.code == "rate_limit_exceeded":
+            metrics.RATE_LIMITED.labels("tokens" if "tokens per minute" in error.message else "requests").inc()
+        elif error.code == "request_exceeds_token_limit":
+            metrics.RATE_LIMITED.labels("tokens").inc()
+    if _logging() or tracing.ENABLED:
         caller = ex.caller
         fields = RequestLine(
             request_id=ex.id, client_request_id=ex.client_request_id,
@@ -121,7 +156,7 @@ def refused(ex: Any, route: str, source: str, error: RelayError) -> None:
 
 
 def _emit(ex: Any, fields: RequestLine) -> None:
-    if REQUESTS_LOG.isEnabledFor(logging.INFO):
+    if _logging():
         # makeRecord + handle is what .info() does, less the stack walk for the caller's file and
         # line (the same for every line, and the costliest part of it).
         REQUESTS_LOG.handle(REQUESTS_LOG.makeRecord(REQUESTS_LOG.name, logging.INFO, __file__, 0, fields, (), None))

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     # One line per request on the `relay.requests` logger, and every other log line, as JSON or text.
     log_format: Literal["json", "text"] = "text"
+    # Observability off switches (on|off; relay.observe): RELAY_REQUEST_LOG=off drops the one line
+    # per request on `relay.requests` (other log lines stay); RELAY_METRICS=off stops the per-request
+    # Prometheus updates and turns GET /metrics off (404). Traces have their own switch (OTEL_*).
+    request_log: bool = True
+    metrics: bool = True
     # Bearer token for GET /metrics (the admin key works too); unset with no admin key: /metrics is off.
     metrics_token: str | None = None
     # Starter balance (USD, decimal string) given to the `dev` account `make run` creates.

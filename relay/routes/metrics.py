@@ -23,6 +23,8 @@ def _authorized(request: Request) -> bool:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    if not request.app.state.relay.settings.metrics:
+        return render(RelayError(404, "Metrics are off on this relay (RELAY_METRICS=off).", "metrics_off"), "openai")
     if not _authorized(request):
         error = RelayError(401, "GET /metrics needs Authorization: Bearer with RELAY_METRICS_TOKEN or the admin "
                            "key.", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
