@@ -26,11 +26,16 @@ PRICE_FIELDS = (
     "input",
     "cached_input",
     "cache_write",
+    "cache_write_1h",
+    "cache_write_12h",
     "output",
+    "reasoning",
     "image_input",
     "image_cached_input",
     "image_output",
 )
+# A long-context tier re-prices the text kinds once a request's input exceeds its threshold.
+TIER_FIELDS = ("input", "cached_input", "cache_write", "cache_write_1h", "cache_write_12h", "output", "reasoning")
 IMAGE_PRICE_FIELDS = ("image_input", "image_output")  # required for image_generation models
 MODEL_KEYS = (
     "provider",
@@ -54,15 +59,40 @@ _SNAPSHOT_SUFFIX = re.compile(r"-(?:[0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2})")
 
 @dataclass(frozen=True)
 class Prices:
-    """USD per 1M tokens. None means "not priced apart" (see relay.pricing for the fallbacks)."""
+    """USD per 1M tokens. None means "not priced apart" (see relay.pricing for the fallbacks).
+
+    cache_write is the provider's base cache write (Anthropic 5 minutes, OpenAI 30 minutes);
+    cache_write_1h / cache_write_12h price the longer-lived writes. `tiers` are the long-context
+    price sets, ascending by threshold.
+    """
 
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
+    cache_write_12h: Decimal | None = None
+    reasoning: Decimal | None = None
     image_input: Decimal | None = None
     image_cached_input: Decimal | None = None
     image_output: Decimal | None = None
+    tiers: tuple["Tier", ...] = ()
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Prices for a request whose input (every prompt token: uncached, cache reads and writes)
+    exceeds `above_tokens`. `fields` are the prices the tier names; `prices` is the complete set
+    in force (the base prices with `fields` over them), resolved once at load."""
+
+    above_tokens: int
+    fields: Mapping[str, Decimal]
+    prices: Prices
+
+
+def with_tier(base: Prices, above_tokens: int, fields: Mapping[str, Decimal]) -> Tier:
+    ordered = {name: fields[name] for name in TIER_FIELDS if name in fields}  # file order, stable diffs
+    return Tier(above_tokens, MappingProxyType(ordered), replace(base, tiers=(), **fields))
 
 
 @dataclass(frozen=True)
@@ -232,6 +262,9 @@ def _parse_model(name: str, entry: Any, at: Locator) -> CatalogModel:
 
     sell = _parse_prices(entry, "sell", mode, base, what, at)
     listed = _parse_prices(entry, "list", mode, base, what, at)
+    if tier_thresholds(sell) != tier_thresholds(listed):
+        raise at.error(base + ("sell",), f"{what}: sell tiers {tier_thresholds(sell)} and list tiers "
+                       f"{tier_thresholds(listed)} must have the same above_tokens thresholds")
     return CatalogModel(
         name=name,
         provider=provider,
@@ -281,18 +314,45 @@ def _parse_prices(entry: dict, table: str, mode: str, base: tuple, what: str, at
     if not isinstance(raw, dict):
         raise at.error(base + (table,), f"{what}: {table} must be a table of prices")
     for key in raw:
-        if key not in PRICE_FIELDS:
+        if key not in PRICE_FIELDS and key != "tiers":
             raise at.error(
                 base + (table, key),
-                f"{what}: unknown key {table}.{key} (expected one of {', '.join(PRICE_FIELDS)})",
+                f"{what}: unknown key {table}.{key} (expected one of {', '.join(PRICE_FIELDS)}, tiers)",
             )
     required = ("input", "output") + (IMAGE_PRICE_FIELDS if mode == "image_generation" else ())
     for key in required:
         if key not in raw:
             extra = " (image models need image-token prices)" if key in IMAGE_PRICE_FIELDS else ""
             raise at.error(base + (table,), f"{what}: {table}.{key} is required{extra}")
-    values = {key: parse_price(raw[key], f"{what}: {table}.{key}", base + (table, key), at) for key in raw}
-    return Prices(**values)
+    values = {key: parse_price(raw[key], f"{what}: {table}.{key}", base + (table, key), at)
+              for key in raw if key != "tiers"}
+    prices = Prices(**values)
+    tiers = _parse_tiers(raw.get("tiers", []), prices, base + (table, "tiers"), f"{what}: {table}.tiers", at)
+    return replace(prices, tiers=tiers)
+
+
+def _parse_tiers(raw: Any, base_prices: Prices, path: tuple, label: str, at: Locator) -> tuple[Tier, ...]:
+    """[[models."name".sell.tiers]] tables: above_tokens and the TIER_FIELDS prices that change."""
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise at.error(path, f"{label} must be [[...tiers]] tables")
+    tiers: list[Tier] = []
+    for entry in raw:
+        above = entry.get("above_tokens")
+        if isinstance(above, bool) or not isinstance(above, int) or above <= 0:
+            raise at.error(path, f"{label}: above_tokens must be a positive integer, got {above!r}")
+        if tiers and above <= tiers[-1].above_tokens:
+            raise at.error(path, f"{label}: tiers must ascend by above_tokens ({above} after {tiers[-1].above_tokens})")
+        fields = {}
+        for key, value in entry.items():
+            if key == "above_tokens":
+                continue
+            if key not in TIER_FIELDS:
+                raise at.error(path + (key,), f"{label}: unknown key {key!r} (expected above_tokens, {', '.join(TIER_FIELDS)})")
+            fields[key] = parse_price(value, f"{label}.{key}", path + (key,), at)
+        if not fields:
+            raise at.error(path, f"{label}: the tier above {above} tokens names no price")
+        tiers.append(with_tier(base_prices, above, fields))
+    return tuple(tiers)
 
 
 def parse_price(value: Any, label: str, path: Sequence[str], at: Locator) -> Decimal:
@@ -307,6 +367,10 @@ def parse_price(value: Any, label: str, path: Sequence[str], at: Locator) -> Dec
 
 def _quote(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def tier_thresholds(prices: Prices) -> list[int]:
+    return [tier.above_tokens for tier in prices.tiers]
 
 
 def prices_dict(prices: Prices) -> dict[str, Decimal]:

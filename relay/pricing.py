@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
 from typing import Any
 
-from relay.catalog import CatalogModel, Prices
+from relay.catalog import CatalogModel, Prices, Tier
 from relay.money import decimal_str
 from relay.usage import Usage
 
@@ -16,44 +16,100 @@ _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 
 
 def unit_prices(prices: Prices) -> dict[str, Decimal | None]:
-    """USD per 1M tokens for each Usage token field, with the fallbacks applied.
+    """USD per 1M tokens for each billed token kind, with the fallbacks applied.
 
-    Cache reads and writes not priced apart cost the input price; image cached input not priced
-    apart costs the image input price. Reasoning tokens are part of output_tokens.
+    Cache reads and base cache writes not priced apart cost the input price; 1-hour and 12-hour
+    cache writes not priced apart cost the base cache-write price; reasoning tokens not priced
+    apart cost the output price; image cached input not priced apart costs the image input price.
     None means the kind has no price (image tokens on a model without image prices).
     """
     image_input = prices.image_input
+    write = prices.cache_write if prices.cache_write is not None else prices.input
     return {
         "input_tokens": prices.input,
         "cached_input_tokens": prices.cached_input if prices.cached_input is not None else prices.input,
-        "cache_creation_tokens": prices.cache_write if prices.cache_write is not None else prices.input,
+        "cache_creation_tokens": write,
+        "cache_creation_1h_tokens": prices.cache_write_1h if prices.cache_write_1h is not None else write,
+        "cache_creation_12h_tokens": prices.cache_write_12h if prices.cache_write_12h is not None else write,
         "output_tokens": prices.output,
+        "reasoning_tokens": prices.reasoning if prices.reasoning is not None else prices.output,
         "image_input_tokens": image_input,
         "image_cached_input_tokens": prices.image_cached_input if prices.image_cached_input is not None else image_input,
         "image_output_tokens": prices.image_output,
     }
 
 
-def cost_nanos(prices: Prices, usage: Usage) -> int:
-    """Cost of `usage` at `prices`, in integer nano-USD.
+def billed_tokens(usage: Usage) -> dict[str, int]:
+    """Tokens per kind of unit_prices(): the subsets (1h/12h writes, reasoning) are taken out of
+    their totals so that each token is billed once, at its own price."""
+    long_writes = usage.cache_creation_1h_tokens + usage.cache_creation_12h_tokens
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    return {
+        "input_tokens": usage.input_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "cache_creation_tokens": usage.cache_creation_tokens - long_writes,
+        "cache_creation_1h_tokens": usage.cache_creation_1h_tokens,
+        "cache_creation_12h_tokens": usage.cache_creation_12h_tokens,
+        "output_tokens": usage.output_tokens - reasoning,
+        "reasoning_tokens": reasoning,
+        "image_input_tokens": usage.image_input_tokens,
+        "image_cached_input_tokens": usage.image_cached_input_tokens,
+        "image_output_tokens": usage.image_output_tokens,
+    }
 
-    cost_usd = Σ tokens_of_kind × price_per_1M_of_kind / 10**6, summed exactly in Decimal;
-    result  = cost_usd × 10**9 rounded ONCE, to the nearest nano, ROUND_HALF_UP (0.5 nano → 1).
-    Kinds and fallbacks are those of unit_prices(). Image tokens on a model without an image price
-    raise ValueError (catalog validation keeps image models priced).
+
+def applicable_tier(prices: Prices, usage: Usage) -> Tier | None:
+    """The long-context tier in force: the highest whose threshold the request's input exceeds
+    (strictly: a 200,000-token input under a 200k threshold pays the base prices)."""
+    prompt = usage.prompt_tokens
+    for tier in reversed(prices.tiers):
+        if prompt > tier.above_tokens:
+            return tier
+    return None
+
+
+def cost_exact(prices: Prices, usage: Usage) -> Decimal:
+    """Cost of `usage` at `prices` in nano-USD, exact (not rounded).
+
+    The price set is the long-context tier in force (applicable_tier), else the base prices;
+    cost_usd = Σ billed_tokens(kind) × unit_prices(kind) / 10**6, summed exactly in Decimal.
+    Image tokens on a model without an image price raise ValueError (catalog validation keeps
+    image models priced).
     """
-    per_kind = unit_prices(prices)
+    tier = applicable_tier(prices, usage) if prices.tiers else None
+    per_kind = unit_prices(tier.prices if tier is not None else prices)
     total = Decimal(0)
-    for kind, price in per_kind.items():
-        tokens = getattr(usage, kind)
+    for kind, tokens in billed_tokens(usage).items():
         if not tokens:
             continue
         if tokens < 0:
             raise ValueError(f"negative {kind}: {tokens}")
+        price = per_kind[kind]
         if price is None:
             raise ValueError(f"{tokens} {kind} but the model has no {kind.removesuffix('_tokens')} price")
         total = _EXACT.add(total, _EXACT.multiply(Decimal(tokens), price))
-    nanos = _EXACT.multiply(total, _NANOS_PER_USD_PER_1M)
+    return _EXACT.multiply(total, _NANOS_PER_USD_PER_1M)
+
+
+def cost_nanos(prices: Prices, usage: Usage) -> int:
+    """cost_exact() rounded ONCE, to the nearest nano, ROUND_HALF_UP (0.5 nano → 1)."""
+    return _round(cost_exact(prices, usage))
+
+
+def fee_nanos(prices: Prices, usage: Usage, percent: Decimal) -> int:
+    """`percent` % of the cost of `usage` at `prices` (the BYOK platform fee on the list cost),
+    taken of the exact cost and rounded once, like cost_nanos (never a percentage of a rounded
+    amount)."""
+    return _round(_EXACT.divide(_EXACT.multiply(cost_exact(prices, usage), percent), 100))
+
+
+def tier_above(prices: Prices, usage: Usage) -> int:
+    """The threshold of the long-context tier in force, 0 for the base prices (for the record)."""
+    tier = applicable_tier(prices, usage) if prices.tiers else None
+    return tier.above_tokens if tier is not None else 0
+
+
+def _round(nanos: Decimal) -> int:
     return int(nanos.to_integral_value(rounding=ROUND_HALF_UP))
 
 
@@ -66,33 +122,56 @@ def pricing_fields(model: CatalogModel) -> dict[str, Any]:
     """The /v1/models pricing of a model's SELL prices (list prices are our cost: never shown).
 
     "pricing": USD per token as OpenRouter writes it ($3/1M → "0.000003"): prompt, completion,
-    and where the model prices them apart input_cache_read, input_cache_write, image_input,
-    image_output. "pricing_per_1m": USD per 1M tokens: input, cached_input (the price actually
-    charged, so the input price when not priced apart), output, plus cache_write when priced apart
-    and image_input, image_cached_input, image_output for models with image prices.
-    All values are decimal strings without exponent.
+    and where the model prices them apart input_cache_read, input_cache_write (base TTL),
+    input_cache_write_1h, input_cache_write_12h, internal_reasoning, image_input, image_output.
+    "pricing_per_1m": USD per 1M tokens: input, cached_input (the price actually charged, so the
+    input price when not priced apart), output, plus cache_write, cache_write_1h, cache_write_12h
+    and reasoning when priced apart, and image_input, image_cached_input, image_output for models
+    with image prices. "pricing_tiers" (only on models with long-context prices): one entry per
+    tier, {"above_input_tokens", "pricing", "pricing_per_1m"}, the complete price set that applies
+    when a request's input exceeds the threshold. All prices are decimal strings without exponent.
     """
-    sell = model.sell
-    units = unit_prices(sell)
-    pricing = {"prompt": _token_str(sell.input), "completion": _token_str(sell.output)}
+    fields: dict[str, Any] = dict(zip(("pricing", "pricing_per_1m"), _price_set(model.sell)))
+    if model.sell.tiers:
+        fields["pricing_tiers"] = [
+            {"above_input_tokens": tier.above_tokens, **dict(zip(("pricing", "pricing_per_1m"), _price_set(tier.prices)))}
+            for tier in model.sell.tiers
+        ]
+    return fields
+
+
+# Optional per-token fields: (Prices attribute, "pricing" key, "pricing_per_1m" key).
+_OPTIONAL = (
+    ("cached_input", "input_cache_read", None),
+    ("cache_write", "input_cache_write", "cache_write"),
+    ("cache_write_1h", "input_cache_write_1h", "cache_write_1h"),
+    ("cache_write_12h", "input_cache_write_12h", "cache_write_12h"),
+    ("reasoning", "internal_reasoning", "reasoning"),
+)
+
+
+def _price_set(prices: Prices) -> tuple[dict[str, str], dict[str, str]]:
+    units = unit_prices(prices)
+    pricing = {"prompt": _token_str(prices.input), "completion": _token_str(prices.output)}
     per_1m = {
-        "input": decimal_str(sell.input),
+        "input": decimal_str(prices.input),
         "cached_input": decimal_str(units["cached_input_tokens"]),
-        "output": decimal_str(sell.output),
+        "output": decimal_str(prices.output),
     }
-    if sell.cached_input is not None:
-        pricing["input_cache_read"] = _token_str(sell.cached_input)
-    if sell.cache_write is not None:
-        pricing["input_cache_write"] = _token_str(sell.cache_write)
-        per_1m["cache_write"] = decimal_str(sell.cache_write)
-    if sell.image_input is not None:
-        pricing["image_input"] = _token_str(sell.image_input)
-        per_1m["image_input"] = decimal_str(sell.image_input)
+    for attribute, token_key, per_1m_key in _OPTIONAL:
+        value = getattr(prices, attribute)
+        if value is not None:
+            pricing[token_key] = _token_str(value)
+            if per_1m_key:
+                per_1m[per_1m_key] = decimal_str(value)
+    if prices.image_input is not None:
+        pricing["image_input"] = _token_str(prices.image_input)
+        per_1m["image_input"] = decimal_str(prices.image_input)
         per_1m["image_cached_input"] = decimal_str(units["image_cached_input_tokens"])
-    if sell.image_output is not None:
-        pricing["image_output"] = _token_str(sell.image_output)
-        per_1m["image_output"] = decimal_str(sell.image_output)
-    return {"pricing": pricing, "pricing_per_1m": per_1m}
+    if prices.image_output is not None:
+        pricing["image_output"] = _token_str(prices.image_output)
+        per_1m["image_output"] = decimal_str(prices.image_output)
+    return pricing, per_1m
 
 
 def _token_str(price_per_1m: Decimal) -> str:

@@ -118,6 +118,8 @@ async def anthropic_events(stream: Any, provider: str, model: str, framed: bool 
 
 
 USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+# usage.cache_creation: the cache writes by TTL, priced apart (relay.usage.cache_writes).
+CACHE_TTL_FIELDS = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
 # Where each kind of content delta keeps its text.
 DELTA_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
@@ -129,6 +131,7 @@ class AnthropicUsage:
 
     def __init__(self) -> None:
         self._reported: dict[str, int] = {}
+        self._ttl: dict[str, int] = {}
         self._final = False
         self._text: list[str] = []
 
@@ -151,11 +154,16 @@ class AnthropicUsage:
             value = usage.get(key) if isinstance(usage, Mapping) else None
             if isinstance(value, int) and value > self._reported.get(key, 0):
                 self._reported[key] = value
+        by_ttl = usage.get("cache_creation") if isinstance(usage, Mapping) else None
+        for key in CACHE_TTL_FIELDS if isinstance(by_ttl, Mapping) else ():
+            value = by_ttl.get(key)
+            if isinstance(value, int) and value > self._ttl.get(key, 0):
+                self._ttl[key] = value
 
     def usage(self) -> Usage | None:
         if not self._reported:
             return None
-        usage = from_anthropic(self._reported)
+        usage = from_anthropic({**self._reported, "cache_creation": self._ttl})
         if not self._final:  # message_start's output count is a placeholder
             usage.output_tokens = count_text(self.text())
             usage.estimated = True

@@ -122,10 +122,16 @@ class MessagesReader:
         return named_event("error", anthropic_body(error))
 
 
-def anthropic_usage(usage: Usage) -> dict[str, int]:
-    return {
+def anthropic_usage(usage: Usage) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "input_tokens": usage.input_tokens,
         "cache_creation_input_tokens": usage.cache_creation_tokens,
         "cache_read_input_tokens": usage.cached_input_tokens,
         "output_tokens": usage.output_tokens,
     }
+    if usage.cache_creation_tokens:
+        body["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_creation_tokens - usage.cache_creation_1h_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_creation_1h_tokens,
+        }
+    return body

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from relay import responses_store
 from relay.call import Call
 from relay.errors import RelayError
-from relay.usage import Usage
+from relay.usage import Usage, cache_writes
 
 log = logging.getLogger("relay.responses")
 
@@ -50,9 +50,11 @@ def from_responses(usage: Any) -> Usage:
     usage = usage if isinstance(usage, dict) else {}
     details = usage.get("input_tokens_details") or {}
     cached = _int(details.get("cached_tokens"))
-    written = _int(details.get("cache_write_tokens"))
+    written, one_hour, twelve_hours = cache_writes(details.get("cache_write_tokens"),
+                                                   details.get("cache_write_tokens_details"))
     return Usage(input_tokens=max(_int(usage.get("input_tokens")) - cached - written, 0), cached_input_tokens=cached,
-                 cache_creation_tokens=written, output_tokens=_int(usage.get("output_tokens")),
+                 cache_creation_tokens=written, cache_creation_1h_tokens=one_hour,
+                 cache_creation_12h_tokens=twelve_hours, output_tokens=_int(usage.get("output_tokens")),
                  reasoning_tokens=_int((usage.get("output_tokens_details") or {}).get("reasoning_tokens")))
 
 
