@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from relay import accounts
 from relay.errors import RelayError, unauthorized
+from relay.key_controls import KeyControls, controls_of
 from relay.tiers import Tier, get_tier
 
 TOUCH_EVERY_S = 60.0  # last_used_at is bookkeeping: write it at most once a minute per key
@@ -25,6 +26,8 @@ class Caller:
     tier: Tier
     rpm: int
     tpm: int
+    controls: KeyControls | None = None  # the key's allowlist, limits and budget; None: it has none
+    hold_policy: str = "worst_case"  # the account's (relay.hold_policy)
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,16 @@ class Authenticator:
             return _Entry(expires, None)
         key, account = found
         tier = get_tier(account.tier)
+        rpm, tpm = account.rpm_limit or tier.rpm, account.tpm_limit or tier.tpm
         caller = Caller(
             account_id=account.id,  # type: ignore[arg-type]
             account_name=account.name,
             key_id=key.id,  # type: ignore[arg-type]
             tier=tier,
-            rpm=account.rpm_limit or tier.rpm,
-            tpm=account.tpm_limit or tier.tpm,
+            rpm=rpm,
+            tpm=tpm,
+            controls=controls_of(key, rpm, tpm),
+            hold_policy=account.hold_policy,
         )
         return _Entry(expires, caller, revoked=key.revoked_at is not None)
 
