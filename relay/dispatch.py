@@ -152,39 +152,57 @@ async def dispatch(
 async def _attempts(adapter: Any, call: Call, model: CatalogModel, credentials: list[Credential],
                     tried: list[Credential], default_base: str, timeout: float, retries: int,
                     store: CredentialStore | None = None) -> Dispatched:
-    """Transient failures retried with backoff, rotating through `credentials` (cooling keys last)."""
+    """Transient failures retried with backoff, rotating through `credentials` (cooling keys last).
+    The first attempt runs outside the retry machinery, which costs more CPU than the rest of a
+    dispatch; tenacity takes over only after a failure worth retrying."""
 
-    def another_key_ready(exc: BaseException) -> bool:
+    def retryable(exc: BaseException) -> bool:
         # A 429 is about that key: another key that is ready may serve now, whatever the pause asked.
         following = _pick(credentials, len(tried), store)
-        return _status(exc) == 429 and following is not tried[-1] and _cooling(store, following) == 0
+        another_key_ready = _status(exc) == 429 and following is not tried[-1] and _cooling(store, following) == 0
+        return is_transient(exc) or another_key_ready
 
-    def wait(state: RetryCallState) -> float:
-        failure = state.outcome.exception() if state.outcome is not None else None
+    def pause(failure: BaseException | None, attempt_number: int) -> float:
         following = _pick(credentials, len(tried), store)
         if (left := _cooling(store, following)) > 0:
             return min(left, MAX_RETRY_AFTER_S)
         if failure is not None and following is not tried[-1] and _status(failure) == 429:
             return 0.0  # the other key is not the one the provider asked to wait
         asked = retry_after_of(failure) if failure is not None else None
-        return min(asked, MAX_RETRY_AFTER_S) if asked is not None else _backoff(state)
+        return min(asked, MAX_RETRY_AFTER_S) if asked is not None else _backoff(_Numbered(attempt_number))
 
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(retries + 1),
-        wait=wait,
-        retry=retry_if_exception(lambda exc: is_transient(exc) or another_key_ready(exc)),
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
-            credential = _pick(credentials, len(tried), store)
-            tried.append(credential)
-            try:
-                return await _attempt(adapter, call, model, credential, default_base, timeout)
-            except Exception as exc:
-                _note_failure(store, credential, model.provider, exc)
-                raise
+    async def attempt() -> Dispatched:
+        credential = _pick(credentials, len(tried), store)
+        tried.append(credential)
+        try:
+            return await _attempt(adapter, call, model, credential, default_base, timeout)
+        except Exception as exc:
+            _note_failure(store, credential, model.provider, exc)
+            raise
+
+    try:
+        return await attempt()
+    except Exception as exc:
+        if retries < 1 or not retryable(exc):
+            raise
+        await asyncio.sleep(pause(exc, 1))
+
+    def wait(state: RetryCallState) -> float:  # tenacity's attempt n is the request's attempt n + 1
+        return pause(state.outcome.exception() if state.outcome is not None else None, state.attempt_number + 1)
+
+    retrying = AsyncRetrying(stop=stop_after_attempt(retries), wait=wait, retry=retry_if_exception(retryable),
+                             reraise=True)
+    async for retry in retrying:
+        with retry:
+            return await attempt()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class _Numbered:
+    """What tenacity's wait strategies read of a retry state: the number of the attempt that failed."""
+
+    attempt_number: int
 
 
 async def _attempt(adapter: Any, call: Call, model: CatalogModel, credential: Credential,

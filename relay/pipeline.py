@@ -6,8 +6,8 @@ dispatch → answer → settle. Routes only say which operation and which creden
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -53,7 +53,7 @@ class Operation:
 class Exchange:
     """One request in flight: what later steps and the error path need to know."""
 
-    id: str = field(default_factory=lambda: "req_" + uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: "req_" + os.urandom(16).hex())  # uuid4 costs 6× more
     started: float = field(default_factory=time.perf_counter)
     headers: dict[str, str] = field(default_factory=dict)
     caller: Caller | None = None

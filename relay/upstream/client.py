@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 import orjson
@@ -179,20 +179,26 @@ class Stream:
         return self._frames()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        """The body's bytes as they arrive, each read bounded by the deadline then in force. The
-        timeout is entered and left around one read (never across a yield): a stream's reads may
-        happen in another task than the one that opened it."""
+        """The body's bytes as they arrive. The deadlines are watched by one timer per stream,
+        re-armed once per idle period rather than per read (a per-read timeout cost more than the
+        read itself); a read past its deadline ends with the reader's exception, in whichever task
+        reads the stream."""
         content, deadlines = self._response.content, self._deadlines
-        while True:
-            limit, why = deadlines.next_read()
-            try:
-                async with asyncio.timeout_at(limit):
-                    chunk = await content.readany()
-            except TimeoutError as exc:
-                raise timeout_error(self._where.provider, self._where.model, why, stalled=True) from exc
-            if not chunk:
-                return
-            yield chunk
+        deadlines.watch(self._late)
+        try:
+            while True:
+                deadlines.reading()
+                chunk = await content.readany()
+                deadlines.read()
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            deadlines.stop()
+
+    def _late(self, why: str) -> None:
+        self._response.content.set_exception(
+            timeout_error(self._where.provider, self._where.model, why, stalled=True))
 
     async def _frames(self) -> AsyncIterator[bytes]:
         buffer = b""
@@ -227,7 +233,8 @@ class Stream:
 
 class Deadlines:
     """A stream's clock: the first event by the first-byte deadline (capped by the attempt's
-    total), then each event within the idle deadline, all of it within the stream deadline."""
+    total), then each event within the idle deadline, all of it within the stream deadline.
+    `watch` arms one timer that checks the read in progress and calls `on_late` when it is due."""
 
     def __init__(self, where: Where, rules: Policy) -> None:
         self._loop = asyncio.get_running_loop()
@@ -235,21 +242,60 @@ class Deadlines:
         self._idle = rules.idle_s
         self._end = now + rules.stream_s
         first = min(rules.first_byte_s, where.timeout)
-        self._first_at: float | None = min(now + first, self._end)
+        self._first_at = min(now + first, self._end)
         self.first_why = f"no first event within {first:g} s"
+        self._first = True  # no event read yet
+        self._read_since: float | None = None  # when the read in progress began; None between reads
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_late: Callable[[str], None] | None = None
 
     def headers_by(self) -> float:
-        return self._first_at if self._first_at is not None else self._end
+        return self._first_at
 
-    def next_read(self) -> tuple[float, str]:
-        """When the next read must have answered, and what to say if it does not."""
-        if self._first_at is not None:  # the first read: the first-byte deadline; later ones: idle
-            limit, self._first_at = self._first_at, None
-            return limit, self.first_why
-        idle_at = self._loop.time() + self._idle
+    def watch(self, on_late: Callable[[str], None]) -> None:
+        self._on_late = on_late
+        self._timer = self._loop.call_at(self._first_at, self._check)
+
+    def reading(self) -> None:
+        self._read_since = self._loop.time()
+
+    def read(self) -> None:
+        self._read_since = None
+        if self._first:  # the timer waits for the first-byte deadline; the idle one is sooner
+            self._first = False
+            self.stop()
+            self._timer = self._loop.call_at(min(self._loop.time() + self._idle, self._end), self._check)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def due(self) -> tuple[float, str]:
+        """When the read in progress must have answered, and what to say if it does not."""
+        if self._first:
+            return self._first_at, self.first_why
+        assert self._read_since is not None
+        idle_at = self._read_since + self._idle
         if idle_at < self._end:
             return idle_at, f"the stream stalled: nothing for {self._idle:g} s"
         return self._end, "the stream ran past RELAY_UPSTREAM_STREAM_TIMEOUT_S"
+
+    def _check(self) -> None:
+        now, self._timer = self._loop.time(), None
+        if self._read_since is None and not self._first:
+            # Between reads (the client is slow to take what was read): only the stream deadline.
+            at, why = self._end, "the stream ran past RELAY_UPSTREAM_STREAM_TIMEOUT_S"
+            if now < at:
+                self._timer = self._loop.call_at(min(now + self._idle, at), self._check)
+                return
+        else:
+            at, why = self.due()
+            if now < at:  # a read began since the timer was set, or the timer fired early
+                self._timer = self._loop.call_at(at, self._check)
+                return
+        if self._on_late is not None:
+            self._on_late(why)
 
 
 async def open_stream(url: str, headers: dict[str, str], where: Where, body: bytes) -> Stream:
