@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, AsyncIterator
 
 import anyio.to_thread
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
+from relay import usage_csv
 from relay.auth import Caller
 from relay.errors import bad_request
 from relay.money import format_usd
@@ -69,6 +70,11 @@ def _short(params: Any, name: str, most: int) -> str | None:
 
 async def _usage(request: Request, state: RelayState, caller: Caller) -> Response:
     query = parse_query(request, caller.account_id)
+    export = request.query_params.get("format", "json")
+    if export == "csv":
+        return usage_csv_response(state, query)
+    if export != "json":
+        raise bad_request("'format' must be json (the default) or csv.", "format")
 
     cached = state.usage_pages.get(caller.account_id, query)
     if cached is not None:
@@ -87,6 +93,20 @@ async def _usage(request: Request, state: RelayState, caller: Caller) -> Respons
     })
     state.usage_pages.put(caller.account_id, query, body)
     return Response(body, media_type="application/json")
+
+
+def usage_csv_response(state: RelayState, query: UsageQuery) -> Response:
+    """Every record the filters match (limit and after are ignored), streamed a page at a time."""
+
+    async def lines() -> AsyncIterator[str]:
+        yield usage_csv.header()
+        following: UsageQuery | None = usage_csv.export_query(query)
+        while following is not None:
+            text, following = await anyio.to_thread.run_sync(usage_csv.page_csv, state.engine, following)
+            yield text
+
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                             headers={"content-disposition": 'attachment; filename="usage.csv"'})
 
 
 usage = authenticated(_usage)
