@@ -253,3 +253,104 @@ def test_check_refuses_an_alias_clash_with_its_line(files, cost_map, capsys):
     assert up.run_check(catalog, cost_map) == 1
     err = capsys.readouterr().err  # gpt-5 comes first in the catalog: gpt-4o's claim is the clash
     assert f"line {line}: model 'gpt-4o': alias 'gpt-4o-2024-08-06' is already an alias of model 'gpt-5'" in err
+
+
+# --- provider prices the catalog must carry: long-context tiers, cache-write TTLs -----------------
+
+
+def drop_tier(path: Path, model: str, table: str) -> None:
+    """Remove the [[models."model".table.tiers]] block(s), as an older catalog would lack them."""
+    text = path.read_text()
+    header = f'[[models."{model}".{table}.tiers]]\n'
+    start = text.index(header)
+    end = text.index("\n\n", start) + 1
+    path.write_text(text[:start] + text[end:])
+
+
+def test_tier_keys_finds_thresholds_and_leaves_service_tiers_out():
+    info = {"input_cost_per_token": 1e-06, "input_cost_per_token_above_272k_tokens": 2e-06,
+            "input_cost_per_token_above_272k_tokens_priority": 9e-06,
+            "cache_creation_input_token_cost_above_1hr_above_200k_tokens": 3e-06,
+            "output_cost_per_token_above_128000_tokens": 4e-06, "cache_creation_input_token_cost_above_1hr": 5e-06}
+    assert up.tier_keys(info) == {
+        128000: {"output": "output_cost_per_token_above_128000_tokens"},
+        200000: {"cache_write_1h": "cache_creation_input_token_cost_above_1hr_above_200k_tokens"},
+        272000: {"input": "input_cost_per_token_above_272k_tokens"},
+    }
+
+
+def test_list_prices_carry_tiers_and_ttl_writes(cost_map):
+    sol = up.list_prices(cost_map["gpt-6.1-sol"])
+    assert (sol.cache_write, sol.cache_write_12h) == (Decimal("2.5"), Decimal("5"))
+    (tier,) = sol.tiers
+    assert tier.above_tokens == 272000 and tier.fields["input"] == Decimal("4") and tier.fields["output"] == Decimal("15")
+    haiku = up.list_prices(cost_map["claude-haiku-4-5"])
+    assert (haiku.cache_write, haiku.cache_write_1h, haiku.tiers) == (Decimal("1.25"), Decimal("2"), ())
+
+
+def test_check_fails_on_a_planted_catalog_lacking_a_tier(files, cost_map, capsys):
+    catalog, _ = files
+    drop_tier(catalog, "gpt-5.5", "sell")
+    drop_tier(catalog, "gpt-5.5", "list")
+    load_catalog(catalog)  # a valid catalog, as one written before tiers were carried
+    assert up.run_check(catalog, cost_map) == 1
+    err = capsys.readouterr().err
+    assert "gpt-5.5: the provider has long-context prices above 272000 input tokens" in err
+    assert "catalog's sell has no such tier" in err and "catalog's list has no such tier" in err
+
+
+def test_check_fails_on_sell_and_list_tiers_that_differ(files, cost_map, capsys):
+    catalog, _ = files
+    drop_tier(catalog, "gpt-5.5", "sell")
+    assert up.run_check(catalog, cost_map) == 1
+    assert "sell tiers [] and list tiers [272000] must have the same above_tokens" in capsys.readouterr().err
+
+
+def test_check_fails_on_a_tier_lacking_a_price_the_provider_has(files, cost_map, capsys):
+    catalog, _ = files
+    edit_section(catalog, '[[models."claude-haiku-5-5".sell.tiers]]', 'cache_write_1h = "1.15"\n', "")
+    edit_section(catalog, '[[models."claude-haiku-5-5".list.tiers]]', 'cache_write_1h = "1.00"\n', "")
+    assert up.run_check(catalog, cost_map) == 1
+    err = capsys.readouterr().err
+    assert "claude-haiku-5-5: sell tier above 100000 tokens lacks cache_write_1h" in err
+    # without it, 1-hour writes above 100k would sell at the base 1-hour price, below the provider's
+    assert "above 100000 tokens: sell.cache_write_1h 0.23 is below LiteLLM's list price 1.00" in err
+
+
+def test_check_fails_on_a_tier_sold_below_list(files, cost_map, capsys):
+    catalog, _ = files
+    edit_section(catalog, '[[models."gpt-5.5".sell.tiers]]', 'output = "54.00"', 'output = "44.00"')
+    assert up.run_check(catalog, cost_map) == 1
+    assert "gpt-5.5: above 272000 tokens: sell.output 44.00 is below list price 45.00" in capsys.readouterr().err
+
+
+def test_check_fails_on_a_missing_one_hour_write_price(files, cost_map, capsys):
+    catalog, _ = files
+    edit_section(catalog, '[models."claude-haiku-4-5".sell]', 'cache_write_1h = "2.30"\n', "")
+    assert up.run_check(catalog, cost_map) == 1
+    err = capsys.readouterr().err
+    assert "claude-haiku-4-5: the provider prices cache_write_1h (2.00/1M list) and the catalog's sell has no" in err
+    assert "claude-haiku-4-5: sell.cache_write_1h 1.4375 is below list price 2.00" in err
+
+
+def test_cli_check_fails_on_a_planted_catalog(files):
+    catalog, _ = files
+    drop_tier(catalog, "gpt-6.1-sol", "sell")
+    drop_tier(catalog, "gpt-6.1-sol", "list")
+    result = subprocess.run([sys.executable, "scripts/update_pricing.py", "--check", "--catalog", str(catalog)],
+                            cwd=ROOT, env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "gpt-6.1-sol: the provider has long-context prices above 272000 input tokens" in result.stderr
+
+
+def test_write_carries_tiers_marked_up(files, cost_map):
+    catalog, markup = files
+    drop_tier(catalog, "gpt-5.5", "sell")
+    drop_tier(catalog, "gpt-5.5", "list")
+    assert up.run_update(catalog, markup, write=True, cost_map=cost_map) == 0
+    model = load_catalog(catalog).get("gpt-5.5")
+    (sell,), (listed,) = model.sell.tiers, model.list.tiers
+    assert listed.fields == {"input": Decimal("10"), "cached_input": Decimal("1"), "output": Decimal("45")}
+    assert sell.fields == {"input": Decimal("12"), "cached_input": Decimal("1.2"), "output": Decimal("54")}  # x 1.20
+    assert catalog.read_text() == CATALOG.read_text()
