@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from relay import alerts
 from relay.db.engine import read_scope, session_scope
 from relay.db.models import ApiKey, Hold, utcnow
 from relay.key_controls import PERIODS, KeyBudgetExceeded, next_reset, period_start
@@ -87,6 +88,7 @@ def refusal(connection: Connection, key_id: int, amount_nanos: int, now: datetim
         return None
     period = row.budget_period or "total"
     spent = row.spent_nanos if _current(row.period_start, period, now) else 0
+    alerts.note_refusal(connection, key_id, now)  # key.budget_exceeded, once a period (relay.alerts)
     return KeyBudgetExceeded(key_id, row.budget_nanos, spent, row.held_nanos, amount_nanos, period,
                              next_reset(period, now))
 
