@@ -51,6 +51,8 @@ def check_invariant(
     stmt = select(
         a.balance_nanos,
         a.held_nanos,
+        a.exposure_nanos,
+        total(h.exposure_nanos, h.account_id == account_id, h.status == "open").label("open_exposure"),
         total(e.amount_nanos, e.account_id == account_id, e.kind.not_in(HOLD_KINDS)).label(
             "entry_balance"
         ),
@@ -86,6 +88,8 @@ def check_invariant(
         problems.append(f"held_nanos {held} != Σ hold − Σ release entries {int(row.entry_held)}")
     if held < 0:
         problems.append(f"held_nanos is negative: {held}")
+    if row.exposure_nanos != int(row.open_exposure) or row.exposure_nanos < 0:
+        problems.append(f"exposure_nanos {row.exposure_nanos} != Σ open holds' exposure {int(row.open_exposure)}")
     if doubles:
         problems.append(f"holds released more than once: {sorted(doubles)}")
     if now is not None and row.overdue:

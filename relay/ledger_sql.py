@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Dialect, Table
 from relay import ledger
 
 _ENTRY_COLUMNS = ("account_id", "kind", "amount_nanos", "request_id", "idempotency_key", "note", "created_at")
-_HOLD_COLUMNS = ("id", "account_id", "amount_nanos", "status", "expires_at", "created_at")
+_HOLD_COLUMNS = ("id", "account_id", "amount_nanos", "status", "expires_at", "created_at", "exposure_nanos")
 
 
 def _stamp(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any]:
@@ -44,14 +44,14 @@ class DriverSql:
 
     # --- statements ---------------------------------------------------------------------------
 
-    def close_holds(self, connection: Connection, ids: Sequence[str], status: str) -> list[tuple[str, int, int]]:
-        """Close the open holds among `ids`: (id, account_id, amount_nanos) of each one closed."""
+    def close_holds(self, connection: Connection, ids: Sequence[str], status: str) -> list[tuple[str, int, int, int]]:
+        """Close the open holds among `ids`: (id, account_id, amount_nanos, exposure_nanos) of each one closed."""
         if self.dialect == "postgresql":
             where, params = "id = ANY(%s)", [list(ids)]
         else:
             where, params = f"id IN ({', '.join([self.p] * len(ids))})", list(ids)
         sql = (f"UPDATE hold SET status = {self.p} WHERE {where} AND status = 'open' "
-               "RETURNING id, account_id, amount_nanos")
+               "RETURNING id, account_id, amount_nanos, exposure_nanos")
         return self._fetch(connection, sql, [status, *params])
 
     def draw_from_hold(self, connection: Connection, hold_id: str, amount_nanos: int) -> bool:
@@ -61,20 +61,23 @@ class DriverSql:
                        "AND status = 'open'", (amount_nanos, hold_id))
         return cursor.rowcount == 1
 
-    def move(self, connection: Connection, account_id: int, balance: int, held: int) -> None:
-        _cursor(connection).execute(self.move_sql, (balance, held, account_id))
+    def move(self, connection: Connection, account_id: int, balance: int, held: int, exposure: int = 0) -> None:
+        _cursor(connection).execute(self.move_sql, (balance, held, exposure, account_id))
 
-    def reserve(self, connection: Connection, account_id: int, amount_nanos: int) -> Optional[int]:
-        """The conditional reservation (balance − held ≥ amount): the available balance after it,
-        or None when refused."""
-        rows = self._fetch(connection, self.reserve_sql, (amount_nanos, account_id, amount_nanos))
+    def reserve(self, connection: Connection, account_id: int, amount_nanos: int,
+                exposure_nanos: int = 0) -> Optional[int]:
+        """The conditional reservation: balance − held ≥ amount, and the worst case of everything
+        open stays within the overdraft (relay.hold_policy): the available balance after it, or
+        None when refused."""
+        rows = self._fetch(connection, self.reserve_sql, (amount_nanos, exposure_nanos, account_id, amount_nanos,
+                                                          amount_nanos + exposure_nanos))
         return rows[0][0] if rows else None
 
     def insert_holds(self, connection: Connection, holds: list[dict[str, Any]]) -> None:
         stamp = self.stamp
         _cursor(connection).executemany(self.insert_holds_sql, [
-            (h["id"], h["account_id"], h["amount_nanos"], h["status"], stamp(h["expires_at"]), stamp(h["created_at"]))
-            for h in holds])
+            (h["id"], h["account_id"], h["amount_nanos"], h["status"], stamp(h["expires_at"]), stamp(h["created_at"]),
+             h.get("exposure_nanos", 0)) for h in holds])
 
     def insert_entries(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
         stamp = self.stamp
@@ -132,10 +135,13 @@ def _build(dialect: Dialect) -> DriverSql:
         p=p,
         stamp=_stamp(ledger._entries, "created_at", dialect),
         record_columns=record_columns,
-        move_sql=(f"UPDATE account SET balance_nanos = balance_nanos + {p}, held_nanos = held_nanos + {p} "
-                  f"WHERE id = {p}"),
-        reserve_sql=(f"UPDATE account SET held_nanos = held_nanos + {p} "
-                     f"WHERE id = {p} AND balance_nanos - held_nanos >= {p} RETURNING balance_nanos - held_nanos"),
+        move_sql=(f"UPDATE account SET balance_nanos = balance_nanos + {p}, held_nanos = held_nanos + {p}, "
+                  f"exposure_nanos = exposure_nanos + {p} WHERE id = {p}"),
+        # Worst_case holds carry no exposure, and with none open the second test follows from the first.
+        reserve_sql=(f"UPDATE account SET held_nanos = held_nanos + {p}, exposure_nanos = exposure_nanos + {p} "
+                     f"WHERE id = {p} AND balance_nanos - held_nanos >= {p} "
+                     f"AND balance_nanos - held_nanos - exposure_nanos + overdraft_nanos >= {p} "
+                     "RETURNING balance_nanos - held_nanos"),
         insert_holds_sql=f"INSERT INTO hold ({', '.join(_HOLD_COLUMNS)}) VALUES ({placeholders(_HOLD_COLUMNS)})",
         insert_entries_sql=(f"INSERT INTO ledgerentry ({', '.join(_ENTRY_COLUMNS)}) "
                             f"VALUES ({placeholders(_ENTRY_COLUMNS)})"),

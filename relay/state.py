@@ -13,6 +13,7 @@ from relay.auth import Authenticator
 from relay.billing import Billing
 from relay.catalog import Catalog
 from relay.credentials import CredentialStore
+from relay.hold_policy import OutputStats
 from relay.limits import Limiter
 from relay.settings import Settings
 from relay.usage_cache import PageCache
@@ -31,7 +32,11 @@ class RelayState:
     billing: Billing
     adapters: dict[str, Any]
     usage_pages: PageCache = field(default_factory=PageCache)  # GET /v1/usage, see relay.usage_cache
+    output_stats: OutputStats = field(init=False)  # adaptive holds' estimates (relay.hold_policy)
     _background: set[asyncio.Task] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.output_stats = OutputStats(self.settings.adaptive_floor_tokens)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run settlement off the response's critical path; shutdown waits for it (drain)."""
