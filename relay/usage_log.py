@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, Connection, Engine, Integer, Text, and_, cast
 from sqlmodel import select
 
 from relay.db.engine import read_connection, read_scope
-from relay.db.models import Account, UsageRecord, UsageTotal
+from relay.db.models import Account, ApiKey, UsageRecord, UsageTotal
 from relay.ledger import BalanceView
 from relay.ledger_read import balance_statement, balance_view
 from relay.money import format_usd
@@ -138,25 +138,34 @@ def _totals(connection: Connection, query: UsageQuery) -> dict[str, Any]:
 
 
 def margin_rows(engine: Engine, since: datetime | None, by: str) -> list[dict[str, Any]]:
-    """Revenue, upstream list cost and margin, grouped by model or by account (finance)."""
-    key = UsageRecord.model if by == "model" else Account.name
+    """Revenue, upstream list cost and margin, grouped by model, by account or by API key
+    (finance). A key's rows also name its account, label and id; records without a key (none
+    today, but the column allows it) group under key None."""
+    if by == "key":
+        keys: tuple[Any, ...] = (Account.name, UsageRecord.api_key_id, ApiKey.prefix, ApiKey.label)
+    else:
+        keys = (UsageRecord.model if by == "model" else Account.name,)
     with read_scope(engine) as session:
         statement = (
-            select(key, UsageRecord.source, func.count(), func.sum(UsageRecord.cost_nanos),
+            select(*keys, UsageRecord.source, func.count(), func.sum(UsageRecord.cost_nanos),
                    func.sum(UsageRecord.list_cost_nanos))
             .join(Account, Account.id == UsageRecord.account_id)  # type: ignore[arg-type]
             .where(*_filters(UsageQuery(since=since)), UsageRecord.status != "error")
-            .group_by(key, UsageRecord.source)
-            .order_by(key, UsageRecord.source)
+            .group_by(*keys, UsageRecord.source)
+            .order_by(*keys, UsageRecord.source)
         )
+        if by == "key":
+            statement = statement.outerjoin(ApiKey, ApiKey.id == UsageRecord.api_key_id)  # type: ignore[arg-type]
         rows = list(session.exec(statement))
     result = []
-    for name, source, count, revenue, list_cost in rows:
+    for *group, source, count, revenue, list_cost in rows:
         revenue, list_cost = int(revenue or 0), int(list_cost or 0)
         # BYOK revenue is the platform fee; the provider cost was the caller's, not ours.
         our_cost = list_cost if source == "pool" else 0
+        named = ({"key": group[2], "key_id": group[1], "label": group[3], "account": group[0]} if by == "key"
+                 else {by: group[0]})
         result.append({
-            by: name, "source": source, "requests": int(count),
+            **named, "source": source, "requests": int(count),
             "revenue_nanos": revenue, "upstream_cost_nanos": our_cost, "margin_nanos": revenue - our_cost,
         })
     return result

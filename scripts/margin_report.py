@@ -1,6 +1,9 @@
-"""Finance: revenue, upstream list cost and margin by model and by account, from usage records.
+"""Finance: revenue, upstream list cost and margin by model, by account and by API key, from usage records.
 
-    python scripts/margin_report.py [--since 2026-11-01] [--by model|account|both] [--json]
+    python scripts/margin_report.py [--since 2026-11-01] [--by model|account|key|both|all] [--json]
+
+`both` (the default) is model and account, `all` adds the per-key table; a key is shown as
+account/prefix (label), and its JSON rows carry key_id, label and account too.
 
 Pool traffic earns the sell price and costs the list price; BYOK traffic earns the platform fee
 and costs the relay nothing (the caller paid the provider).
@@ -41,17 +44,25 @@ def margin_percent(row: dict) -> str:
     return f"{row['margin_nanos'] * 100 / revenue:.1f}%" if revenue else "-"
 
 
+def row_name(row: dict, by: str) -> str:
+    if by != "key":
+        return str(row[by])
+    name = f"{row['account']}/{row['key'] or '(no key)'}"
+    return f"{name} ({row['label']})" if row["label"] else name
+
+
 def table(rows: list[dict], by: str) -> str:
-    header = f"{by:<28} {'source':<6} {'requests':>9} {'revenue':>14} {'upstream':>14} {'margin':>14} {'%':>7}"
+    width = max([28, *(len(row_name(r, by)) for r in rows)])
+    header = f"{by:<{width}} {'source':<6} {'requests':>9} {'revenue':>14} {'upstream':>14} {'margin':>14} {'%':>7}"
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row[by]:<28} {row['source']:<6} {row['requests']:>9} {format_usd(row['revenue_nanos']):>14} "
+            f"{row_name(row, by):<{width}} {row['source']:<6} {row['requests']:>9} {format_usd(row['revenue_nanos']):>14} "
             f"{format_usd(row['upstream_cost_nanos']):>14} {format_usd(row['margin_nanos']):>14} {margin_percent(row):>7}"
         )
     total = {k: sum(r[k] for r in rows) for k in ("requests", *MONEY)}
     lines.append("-" * len(header))
-    lines.append(f"{'total':<28} {'':<6} {total['requests']:>9} {format_usd(total['revenue_nanos']):>14} "
+    lines.append(f"{'total':<{width}} {'':<6} {total['requests']:>9} {format_usd(total['revenue_nanos']):>14} "
                  f"{format_usd(total['upstream_cost_nanos']):>14} {format_usd(total['margin_nanos']):>14} "
                  f"{margin_percent(total):>7}")
     return "\n".join(lines)
@@ -60,13 +71,13 @@ def table(rows: list[dict], by: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--since", help="ISO date or time (UTC when no zone)")
-    parser.add_argument("--by", choices=["model", "account", "both"], default="both")
+    parser.add_argument("--by", choices=["model", "account", "key", "both", "all"], default="both")
     parser.add_argument("--database-url", help="default: RELAY_DATABASE_URL")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     engine = make_engine(args.database_url or Settings().database_url)
     since = parse_since(args.since)
-    groups = ["model", "account"] if args.by == "both" else [args.by]
+    groups = {"both": ["model", "account"], "all": ["model", "account", "key"]}.get(args.by, [args.by])
     report = {by: margin_rows(engine, since, by) for by in groups}
     if args.json:
         print(json.dumps({by: [as_usd(r) for r in rows] for by, rows in report.items()}, indent=2))
