@@ -39,6 +39,13 @@
           aliases.textContent = "also: " + m.aliases.join(", ");
           td.appendChild(aliases);
         }
+        (m.pricing_tiers || []).forEach(function (tier) {  // long-context prices (#16)
+          var note = document.createElement("div");
+          note.className = "aliases";
+          note.textContent = "above " + tier.above_input_tokens.toLocaleString("en-US") + " input tokens: " +
+            price(tier.pricing_per_1m.input) + " in / " + price(tier.pricing_per_1m.output) + " out";
+          td.appendChild(note);
+        });
       } else {
         td.textContent = text;
         if (i >= 3) td.className = "num";

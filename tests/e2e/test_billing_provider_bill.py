@@ -162,3 +162,22 @@ def test_an_openai_answer_without_cache_writes_records_none(relay, account, open
     usage = record["usage"]
     assert (usage["cache_creation_tokens"], usage["cache_creation_1h_tokens"], usage["cache_creation_12h_tokens"],
             usage["tier_above_tokens"]) == (0, 0, 0, 0)
+
+
+def test_models_show_ttl_prices_and_tiers_beside_the_old_fields(relay) -> None:
+    listed = {m["id"]: m for m in httpx.get(relay.url + "/v1/models").json()["data"]}
+    haiku, long = listed[HAIKU], listed[LONG]
+    # the fields clients already read, unchanged
+    assert haiku["pricing"]["prompt"] == "0.00000115" and haiku["pricing"]["input_cache_write"] == "0.0000014375"
+    assert (haiku["pricing_per_1m"]["input"], haiku["pricing_per_1m"]["cached_input"]) == ("1.15", "0.115")
+    # the 1-hour write, priced apart
+    assert haiku["pricing"]["input_cache_write_1h"] == "0.0000023"
+    assert haiku["pricing_per_1m"]["cache_write_1h"] == "2.3"
+    assert "pricing_tiers" not in haiku
+    (tier,) = long["pricing_tiers"]
+    assert tier["above_input_tokens"] == 100_000
+    assert (tier["pricing_per_1m"]["input"], tier["pricing_per_1m"]["output"]) == ("0.575", "2.875")
+    assert tier["pricing"]["prompt"] == "0.000000575"
+    gpt = listed["gpt-6.1-sol"]
+    assert gpt["pricing_per_1m"]["cache_write_12h"] == "6"
+    assert gpt["pricing_tiers"][0]["above_input_tokens"] == 272_000
