@@ -19,7 +19,6 @@ They only size holds; the money rule never depends on them.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 
 from relay.money import parse_usd_amount
 from relay.usage import Usage
@@ -71,7 +70,11 @@ class OutputStats:
         use: `worst` itself when its output is no more than the floor."""
         if worst.output_tokens <= self.floor_tokens:
             return worst
-        return replace(worst, output_tokens=self.estimate_output(account_id, model, worst.output_tokens))
+        # A plain copy of the fields: dataclasses.replace and copy.copy cost 4–10 µs here, this ~1 µs.
+        admitted = object.__new__(Usage)
+        admitted.__dict__.update(worst.__dict__)
+        admitted.output_tokens = self.estimate_output(account_id, model, worst.output_tokens)
+        return admitted
 
 
 def check_policy(value: object) -> str:
