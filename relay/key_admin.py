@@ -97,6 +97,16 @@ def update_key(engine: Engine, catalog: Any, key_id: int, **controls: Any) -> di
     return key_view(_apply(engine, key_id, _changes(catalog, controls)))
 
 
+def show_key(engine: Engine, key_id: int) -> dict:
+    from relay.operator import key_view
+
+    with session_scope(engine) as session:
+        record = session.get(ApiKey, key_id)
+        if record is None:
+            raise accounts.NotFound(f"no key with id {key_id}")
+        return key_view(record)
+
+
 def _apply(engine: Engine, key_id: int, changes: dict[str, Any]) -> ApiKey:
     with session_scope(engine) as session:
         record = session.get(ApiKey, key_id)

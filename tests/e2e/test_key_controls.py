@@ -163,3 +163,27 @@ def test_cli_creates_and_updates_controls(relay, account, capsys, monkeypatch, r
     assert cli.main(["keys", "list", account.name, "--json"]) == 0
     assert any(k["id"] == created["id"] and k["tpm"] == 1000 for k in json.loads(capsys.readouterr().out))
     assert cli.main(["keys", "update", str(created["id"]), "--budget-period", "day"]) == 1  # no budget to period
+
+
+def _key_books(relay, key_id: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    view = key_admin.show_key(relay.state.engine, key_id)
+    return int(round(float(view["spent_usd"]) * 1e9)), int(round(float(view["held_usd"]) * 1e9))
+
+
+def test_streams_and_failures_move_the_key_books_like_the_balance(relay, account, emulator) -> None:
+    created = key_admin.create_key(relay.state.engine, relay.state.catalog, account.name, None, budget_usd="1")
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    with httpx.stream("POST", relay.url + "/v1/chat/completions", headers=headers, timeout=30,
+                      json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}) as streamed:
+        assert streamed.status_code == 200
+        body = "".join(streamed.iter_text())
+    assert "[DONE]" in body
+    usage = httpx.get(relay.url + "/v1/usage", headers=headers).json()["data"]
+    charged = sum(int(round(float(r["cost_usd"]) * 1e9)) for r in usage if r["status"] == "ok")
+    assert charged > 0 and _key_books(relay, created["id"]) == (charged, 0)  # held → spent, exactly
+    emulator.set_mode("error_500", count=10)
+    failed = post(relay, created["key"], "/v1/chat/completions", CHAT)
+    assert failed.status_code >= 500
+    assert _key_books(relay, created["id"]) == (charged, 0)  # released: nothing spent, nothing held
+    admin = httpx.get(f"{relay.url}/admin/keys/{created['id']}", headers={"Authorization": "Bearer admin-test-key"})
+    assert admin.status_code == 200 and admin.json()["budget_usd"] == "1" and admin.json()["budget_period"] == "total"
