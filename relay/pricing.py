@@ -72,13 +72,25 @@ def cost_exact(prices: Prices, usage: Usage) -> Decimal:
     """Cost of `usage` at `prices` in nano-USD, exact (not rounded).
 
     The price set is the long-context tier in force (applicable_tier), else the base prices;
-    cost_usd = Σ billed_tokens(kind) × unit_prices(kind) / 10**6, summed exactly in Decimal.
-    Image tokens on a model without an image price raise ValueError (catalog validation keeps
-    image models priced).
+    cost_usd = Σ billed_tokens(kind) × unit_prices(kind) / 10**6, summed exactly (in integers of
+    10**-scale nano-USD, see _scaled). Image tokens on a model without an image price raise
+    ValueError (catalog validation keeps image models priced).
     """
+    total, scale = _scaled_cost(prices, usage)
+    return Decimal(total).scaleb(-scale)
+
+
+def cost_nanos(prices: Prices, usage: Usage) -> int:
+    """cost_exact() rounded ONCE, to the nearest nano, ROUND_HALF_UP (0.5 nano → 1)."""
+    total, scale = _scaled_cost(prices, usage)
+    nanos, rest = divmod(total, 10**scale)
+    return nanos + (2 * rest >= 10**scale)
+
+
+def _scaled_cost(prices: Prices, usage: Usage) -> tuple[int, int]:
     tier = applicable_tier(prices, usage) if prices.tiers else None
-    per_kind = unit_prices(tier.prices if tier is not None else prices)
-    total = Decimal(0)
+    scale, per_kind = _scaled(tier.prices if tier is not None else prices)
+    total = 0
     for kind, tokens in billed_tokens(usage).items():
         if not tokens:
             continue
@@ -87,13 +99,28 @@ def cost_exact(prices: Prices, usage: Usage) -> Decimal:
         price = per_kind[kind]
         if price is None:
             raise ValueError(f"{tokens} {kind} but the model has no {kind.removesuffix('_tokens')} price")
-        total = _EXACT.add(total, _EXACT.multiply(Decimal(tokens), price))
-    return _EXACT.multiply(total, _NANOS_PER_USD_PER_1M)
+        total += tokens * price
+    return total, scale
 
 
-def cost_nanos(prices: Prices, usage: Usage) -> int:
-    """cost_exact() rounded ONCE, to the nearest nano, ROUND_HALF_UP (0.5 nano → 1)."""
-    return _round(cost_exact(prices, usage))
+# Per price set: unit_prices() as exact integers of 10**-scale nano-USD per token, so that pricing a
+# request is integer arithmetic (a Decimal sum cost ~10 µs a call). Keyed by id with the object kept,
+# so an id is not reused while cached; catalog price sets live for the process.
+_SCALED: dict[int, tuple[Prices, int, dict[str, int | None]]] = {}
+
+
+def _scaled(prices: Prices) -> tuple[int, dict[str, int | None]]:
+    hit = _SCALED.get(id(prices))
+    if hit is not None and hit[0] is prices:
+        return hit[1], hit[2]
+    nanos = {kind: None if p is None else _EXACT.multiply(p, _NANOS_PER_USD_PER_1M)
+             for kind, p in unit_prices(prices).items()}
+    scale = max([0] + [-int(n.as_tuple().exponent) for n in nanos.values() if n is not None])
+    units = {kind: None if n is None else int(_EXACT.scaleb(n, scale)) for kind, n in nanos.items()}
+    if len(_SCALED) >= 4096:
+        _SCALED.clear()  # bounded: only price sets built outside the catalog (tests) get here
+    _SCALED[id(prices)] = (prices, scale, units)
+    return scale, units
 
 
 def fee_nanos(prices: Prices, usage: Usage, percent: Decimal) -> int:
