@@ -71,7 +71,8 @@ def find_changes(engine: Engine, limit: int = SCAN_LIMIT) -> list[Change]:
     """Accounts whose level is not the one last announced (a read: no write lock on SQLite)."""
     a, level = _accounts.c, _level_sql()
     query = (select(a.id, a.name, a.alert_state, level.label("level"), a.low_balance_nanos)
-             .where(a.low_balance_nanos.is_not(None), a.alert_state != level).limit(limit))
+             .where(a.low_balance_nanos.is_not(None), a.alert_state != level)
+             .order_by(a.id).limit(limit))  # claimed in id order, the order settlement locks accounts in
     with read_connection(engine) as conn:
         return [Change(r.id, r.name, r.alert_state, r.level, r.low_balance_nanos) for r in conn.execute(query)]
 
@@ -133,7 +134,8 @@ def find_exhausted(engine: Engine, limit: int = SCAN_LIMIT) -> list[Exhausted]:
     query = (select(k.id, k.account_id, a.name, k.prefix, k.label, k.budget_period, k.period_start,
                     k.spent_nanos, k.budget_nanos, k.budget_refused_at, k.budget_alerted_at)
              .join(_accounts, a.id == k.account_id)
-             .where(k.budget_nanos.is_not(None), or_(spent_out, refused)).limit(limit))
+             .where(k.budget_nanos.is_not(None), or_(spent_out, refused))
+             .order_by(k.id).limit(limit))  # claimed in id order, as relay.key_budget moves keys
     now = utcnow()
     with read_connection(engine) as conn:
         rows = conn.execute(query).all()
