@@ -88,10 +88,10 @@ async def admit(limiter: Limiter, key_id: int, limits: Limits, tokens: int) -> D
 
 
 def key_rate_limited(decision: Decision, tokens: int) -> RelayError:
-    """The 429 of a key's own limit, saying it is the key's (the account may have room)."""
+    """The 429 of a key's own limit: the account's code (clients handle one), and a message
+    saying it is the key's limit (the account may have room)."""
     error = rate_limited(decision, tokens)
     error.message = "This API key's limit: " + error.message[0].lower() + error.message[1:]
-    error.code = "key_rate_limit_exceeded" if error.status == 429 else error.code
     return error
 
 

@@ -66,7 +66,7 @@ def test_key_rpm_applies_within_the_account(relay, make_account) -> None:
     refused = post(relay, limited, "/v1/chat/completions", CHAT)
     assert refused.status_code == 429
     error = refused.json()["error"]
-    assert error["code"] == "key_rate_limit_exceeded"
+    assert error["code"] == "rate_limit_exceeded"
     assert "API key's limit" in error["message"] and "limit 2" in error["message"]
     assert refused.headers["Retry-After"] and refused.headers["x-ratelimit-limit-requests"] == "2"
     assert post(relay, other, "/v1/chat/completions", CHAT).status_code == 200  # the account has room
@@ -80,8 +80,8 @@ def test_key_tpm_refuses_what_the_account_would_admit(relay, make_account) -> No
     # The first answer used fewer tokens than its estimate; ask for more than is left anyway.
     refused = post(relay, key, "/v1/chat/completions", {**CHAT, "max_tokens": tokens})
     assert refused.status_code == 429
-    assert "tokens per minute" in refused.json()["error"]["message"]
-    assert refused.json()["error"]["code"] == "key_rate_limit_exceeded"
+    assert "API key's limit: rate limit reached for tokens per minute" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
 
 
 def test_budget_402_names_the_limit_and_reset_and_get_key_shows_it(relay, make_account, emulator) -> None:
