@@ -43,4 +43,6 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 def test_a_webhook_url_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="RELAY_WEBHOOK_SECRET"):
         Settings(_env_file=None, webhook_url="https://example.test/hook")
+    with pytest.raises(ValueError, match="http"):
+        Settings(_env_file=None, webhook_url="example.test/hook", webhook_secret="x")
     assert Settings(_env_file=None, webhook_url="https://example.test/hook", webhook_secret="x").webhook_secret == "x"
