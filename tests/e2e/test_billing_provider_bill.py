@@ -164,6 +164,35 @@ def test_an_openai_answer_without_cache_writes_records_none(relay, account, open
             usage["tier_above_tokens"]) == (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_twelve_hour_and_thirty_minute_writes_and_a_read(relay, account, openai_client, stream) -> None:
+    """gpt-6.1-sol sells input 2.40, cache reads 0.12, 30-minute writes 3.00, 12-hour writes 6.00,
+    output 12.00. The system message (3 + 3 + 104 tokens) ends an explicit cache breakpoint."""
+
+    def ask(system: str, ttl: str):
+        part = {"type": "text", "text": system, "prompt_cache_breakpoint": {"mode": "explicit", "ttl": ttl}}
+        kwargs = dict(model="gpt-6.1-sol", messages=[{"role": "system", "content": [part]},
+                                                     {"role": "user", "content": USER}])
+        if not stream:
+            return openai_client.chat.completions.create(**kwargs).usage
+        chunks = list(openai_client.chat.completions.create(**kwargs, stream=True,
+                                                            stream_options={"include_usage": True}))
+        return chunks[-1].usage
+
+    before = settled(relay, account.id).balance_nanos
+    usages = [ask(SYSTEM_1H, "12h"), ask(SYSTEM_1H, "12h"), ask(SYSTEM_5M, "30m")]
+    assert [(u.prompt_tokens, u.prompt_tokens_details.cached_tokens) for u in usages] == [(119, 0), (119, 110), (119, 0)]
+    charges = [nanos((9, "2.40"), (110, "6.00"), (OUT, "12.00")),  # 21,600 + 660,000 + 180,000
+               nanos((9, "2.40"), (110, "0.12"), (OUT, "12.00")),  # 21,600 + 13,200 + 180,000
+               nanos((9, "2.40"), (110, "3.00"), (OUT, "12.00"))]  # 21,600 + 330,000 + 180,000
+    assert charges == [861_600, 214_800, 531_600]
+    assert before - settled(relay, account.id).balance_nanos == sum(charges)
+    written = records(relay, account, 3)
+    assert [r["cost_usd"] for r in written] == [format_usd(c) for c in charges]
+    assert [(r["usage"]["cache_creation_tokens"], r["usage"]["cache_creation_12h_tokens"]) for r in written] == [
+        (110, 110), (0, 0), (110, 0)]
+
+
 def test_models_show_ttl_prices_and_tiers_beside_the_old_fields(relay) -> None:
     listed = {m["id"]: m for m in httpx.get(relay.url + "/v1/models").json()["data"]}
     haiku, long = listed[HAIKU], listed[LONG]

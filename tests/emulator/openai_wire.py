@@ -81,11 +81,34 @@ def openai_cached_tokens(call: Call, prefix: list[Any], prefix_tokens: int) -> i
     return prefix_tokens if call.control.cache_seen(digest) else 0
 
 
-def chat_usage(prompt: int, answer: Answer, n: int, cached: int) -> dict[str, Any]:
+def explicit_cache(call: Call, messages: list[Any]) -> dict[str, Any] | None:
+    """Explicit prompt caching: a content part marked `prompt_cache_breakpoint` ({"mode":
+    "explicit", "ttl": "30m" | "12h"}) ends a cacheable prefix (every message up to the marked
+    one). Seen before: read from the cache; else written, counted by TTL as OpenAI reports it in
+    prompt_tokens_details. None when no part is marked (the usage keeps its usual shape)."""
+    marked = [(i, part["prompt_cache_breakpoint"]) for i, m in enumerate(messages) if isinstance(m, dict)
+              for part in (m.get("content") if isinstance(m.get("content"), list) else [])
+              if isinstance(part, dict) and isinstance(part.get("prompt_cache_breakpoint"), dict)]
+    if not marked:
+        return None
+    last, mark = marked[-1]
+    prefix = messages[: last + 1]
+    size = prompt_tokens(prefix)
+    digest = hashlib.sha256(canonical([call.body.get("model"), prefix]).encode()).hexdigest()
+    if call.control.cache_seen(digest):
+        return {"cached_tokens": size, "cache_write_tokens": 0,
+                "cache_write_tokens_details": {"ttl_30m_tokens": 0, "ttl_12h_tokens": 0}}
+    long = mark.get("ttl") == "12h"
+    return {"cached_tokens": 0, "cache_write_tokens": size,
+            "cache_write_tokens_details": {"ttl_30m_tokens": 0 if long else size, "ttl_12h_tokens": size if long else 0}}
+
+
+def chat_usage(prompt: int, answer: Answer, n: int, cached: int,
+               explicit: dict[str, Any] | None = None) -> dict[str, Any]:
     completion = answer.completion_tokens * n
     return {
         "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0, **(explicit or {})},
         "completion_tokens_details": {"reasoning_tokens": answer.reasoning_tokens * n, "audio_tokens": 0,
                                       "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
     }
@@ -115,7 +138,7 @@ async def chat_completions(call: Call) -> Reply:
     prompt = prompt_tokens(messages, tools=body.get("tools"))
     last_cost = MESSAGE_TOKENS + content_tokens(messages[-1])
     cached = openai_cached_tokens(call, messages[:-1], prompt - last_cost)
-    usage = chat_usage(prompt, answer, n, cached)
+    usage = chat_usage(prompt, answer, n, cached, explicit_cache(call, messages))
     base = {"id": new_id("chatcmpl-"), "created": call.created, "model": body["model"],
             "service_tier": "default", "system_fingerprint": "fp_emulator"}
     events = chat_events(base, answer, n, usage, body)

@@ -24,7 +24,7 @@ IMAGE_TOKENS = 85
 # Keys whose string values are protocol plumbing, not prompt text.
 SKIP_KEYS = frozenset(
     {"type", "role", "id", "tool_call_id", "tool_use_id", "call_id", "signature",
-     "cache_control", "status", "media_type", "detail", "file_id"}
+     "cache_control", "prompt_cache_breakpoint", "status", "media_type", "detail", "file_id"}
 )
 IMAGE_TYPES = frozenset({"image_url", "image", "input_image", "image_file", "document", "input_file"})
 
