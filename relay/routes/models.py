@@ -103,6 +103,8 @@ async def visible_models(state: RelayState, caller: Caller | None, source: str, 
         stored = await anyio.to_thread.run_sync(state.credentials.list, caller.account_id)
         mine = {c.provider for c in stored}
         models = [m for m in models if m.provider in mine]
+    if caller is not None and caller.controls is not None and caller.controls.models is not None:
+        models = [m for m in models if m.name in caller.controls.models]  # the key's allowlist
     return models
 
 

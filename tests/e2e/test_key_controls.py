@@ -187,3 +187,13 @@ def test_streams_and_failures_move_the_key_books_like_the_balance(relay, account
     assert _key_books(relay, created["id"]) == (charged, 0)  # released: nothing spent, nothing held
     admin = httpx.get(f"{relay.url}/admin/keys/{created['id']}", headers={"Authorization": "Bearer admin-test-key"})
     assert admin.status_code == 200 and admin.json()["budget_usd"] == "1" and admin.json()["budget_period"] == "total"
+
+
+def test_models_list_shows_what_the_key_may_use(relay, account) -> None:
+    key = key_with(relay, account, models="gpt-4o-mini,claude-haiku-4-5")
+    headers = {"Authorization": f"Bearer {key}"}
+    listed = httpx.get(relay.url + "/v1/models", headers=headers).json()["data"]
+    assert sorted(m["id"] for m in listed) == ["claude-haiku-4-5", "gpt-4o-mini"]
+    assert httpx.get(relay.url + "/v1/models/gpt-4o", headers=headers).status_code == 404
+    everyone = httpx.get(relay.url + "/v1/models", headers={"Authorization": f"Bearer {account.key}"}).json()["data"]
+    assert len(everyone) > 2
