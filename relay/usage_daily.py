@@ -1,33 +1,41 @@
-"""Daily usage aggregates read from the `usage_daily` rollup (migration 0010: a trigger adds every
-usage record to its (day, account, model, source, status) row). The console's charts and the
-operator's margin read these rows, never the records, so a range costs the same at 1M records as
-at 1k."""
+"""Daily usage aggregates read from rollups kept in the database (migration 0010), never from the
+records: `usage_daily` (a trigger adds every usage record to its (day, account, model, source,
+status) row) and, for relay-wide sums, `usage_daily_relay` (days two or more days old, sealed at
+their first read: records are written at settlement, so such a day no longer changes). The
+console's charts and the operator's margin read these rows."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Date, Engine, Integer, MetaData, String, Table, case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from relay.db.engine import read_connection
 from relay.db.models import Account
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 3660  # ten years: any longer range is a typo, and would be a large answer
+SEAL_AFTER_DAYS = 2  # a day this old receives no more records (a stream spanning midnight lands in yesterday)
+KEY = ("day", "model", "source", "status")
+SUMS = ("requests", "input_tokens", "output_tokens", "cost_nanos", "list_cost_nanos")
 
 _metadata = MetaData()
-usage_daily = Table(
-    "usage_daily", _metadata,
-    Column("day", Date, primary_key=True),
-    Column("account_id", Integer, primary_key=True),
-    Column("model", String, primary_key=True),
-    Column("source", String, primary_key=True),
-    Column("status", String, primary_key=True),
-    Column("requests", BigInteger), Column("input_tokens", BigInteger), Column("output_tokens", BigInteger),
-    Column("cost_nanos", BigInteger), Column("list_cost_nanos", BigInteger),
-)
+
+
+def _sums() -> list[Column]:
+    return [Column(name, BigInteger) for name in SUMS]
+
+
+usage_daily = Table("usage_daily", _metadata, Column("day", Date, primary_key=True),
+                    Column("account_id", Integer, primary_key=True), *(Column(k, String, primary_key=True)
+                                                                      for k in KEY[1:]), *_sums())
+usage_daily_relay = Table("usage_daily_relay", _metadata, Column("day", Date, primary_key=True),
+                          *(Column(k, String, primary_key=True) for k in KEY[1:]), *_sums())
+usage_daily_sealed = Table("usage_daily_sealed", _metadata, Column("day", Date, primary_key=True))
 
 
 @dataclass(frozen=True)
@@ -46,10 +54,14 @@ class RangeError(ValueError):
         self.param = param
 
 
-def parse_range(start: str | None, end: str | None, today: date | None = None) -> DayRange:
+def today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def parse_range(start: str | None, end: str | None, now: date | None = None) -> DayRange:
     """`from` and `to` as ISO dates (YYYY-MM-DD, UTC days, inclusive); `to` defaults to today and
     `from` to 29 days before `to`."""
-    last = _day(end, "to") or today or datetime.now(timezone.utc).date()
+    last = _day(end, "to") or now or today()
     first = _day(start, "from") or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
         raise RangeError("from", f"'from' ({first}) is after 'to' ({last}).")
@@ -69,51 +81,104 @@ def _day(value: str | None, param: str) -> date | None:
         raise RangeError(param, f"'{param}' must be a date as YYYY-MM-DD (a UTC day), got {value[:40]!r}.") from None
 
 
-def _sums() -> list[Any]:
-    d = usage_daily.c
-    errors = func.sum(case((d.status == "error", d.requests), else_=0))
-    return [func.sum(d.requests).label("requests"), errors.label("errors"),
-            func.sum(d.input_tokens).label("input_tokens"), func.sum(d.output_tokens).label("output_tokens"),
-            func.sum(d.cost_nanos).label("cost_nanos"), func.sum(d.list_cost_nanos).label("list_cost_nanos")]
+def _summed(table: Table) -> list[Any]:
+    c = table.c
+    errors = func.sum(case((c.status == "error", c.requests), else_=0))
+    return [func.sum(c.requests), errors, func.sum(c.input_tokens), func.sum(c.output_tokens),
+            func.sum(c.cost_nanos), func.sum(c.list_cost_nanos)]
 
 
-def daily(engine: Engine, days: DayRange, account_id: int | None = None, model: str | None = None) -> list[dict]:
-    """Per day and model: requests, errors, input/output tokens, charged and list cost (nanos).
-    For one account (the caller's), or every account (operators)."""
-    d = usage_daily.c
-    where = [d.day >= days.first, d.day <= days.last]
+def _rows(connection: Any, table: Table, first: date, last: date, account_id: int | None, model: str | None) -> list:
+    c = table.c
+    where = [c.day >= first, c.day <= last]
     if account_id is not None:
-        where.append(d.account_id == account_id)
+        where.append(c.account_id == account_id)
     if model:
-        where.append(d.model == model)
-    statement = select(d.day, d.model, *_sums()).where(*where).group_by(d.day, d.model).order_by(d.day, d.model)
+        where.append(c.model == model)
+    return connection.execute(select(c.day, c.model, *_summed(table)).where(*where).group_by(c.day, c.model)).all()
+
+
+def daily(engine: Engine, days: DayRange, account_id: int | None = None, model: str | None = None,
+          now: date | None = None) -> list[dict]:
+    """Per day and model: requests, errors, input/output tokens, charged and list cost (nanos).
+    For one account (the caller's) from usage_daily; for every account, sealed days from
+    usage_daily_relay and the last two from usage_daily."""
+    if account_id is None:
+        sealed_through = seal(engine, days, now)
     with read_connection(engine) as connection:
-        rows = connection.execute(statement).all()
+        if account_id is not None:
+            rows = _rows(connection, usage_daily, days.first, days.last, account_id, model)
+        else:
+            rows = [*_rows(connection, usage_daily_relay, days.first, min(days.last, sealed_through), None, model),
+                    *_rows(connection, usage_daily, max(days.first, sealed_through + timedelta(days=1)), days.last,
+                           None, model)]
+    rows.sort(key=lambda r: (_iso(r[0]), r[1]))
     return [{"day": _iso(day), "model": m, "requests": int(n), "errors": int(e), "input_tokens": int(i),
              "output_tokens": int(o), "cost_nanos": int(c), "list_cost_nanos": int(lc)}
             for day, m, n, e, i, o, c, lc in rows]
 
 
-def margin(engine: Engine, days: DayRange, by: str) -> list[dict]:
+def seal(engine: Engine, days: DayRange, now: date | None = None) -> date:
+    """Seal the range's days that are old enough and not yet sealed (their relay-wide sums into
+    usage_daily_relay); returns the last sealable day. Idempotent, and safe when two processes
+    seal the same day at once (the same sums, inserted if absent)."""
+    through = (now or today()) - timedelta(days=SEAL_AFTER_DAYS)
+    last = min(days.last, through)
+    if days.first > last:
+        return through
+    s = usage_daily_sealed.c
+    with read_connection(engine) as connection:
+        done = connection.execute(select(func.count()).where(s.day >= days.first, s.day <= last)).scalar()
+    if done == (last - days.first).days + 1:
+        return through
+    d = usage_daily.c
+    already = select(s.day).where(s.day >= days.first, s.day <= last)
+    sums = (select(d.day, d.model, d.source, d.status, *(func.sum(d[name]) for name in SUMS))
+            .where(d.day >= days.first, d.day <= last, d.day.not_in(already))
+            .group_by(d.day, d.model, d.source, d.status))
+    span = [{"day": days.first + timedelta(days=i)} for i in range((last - days.first).days + 1)]
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    with engine.begin() as connection:
+        connection.execute(insert(usage_daily_relay).from_select([*KEY, *SUMS], sums).on_conflict_do_nothing())
+        for start in range(0, len(span), 500):
+            connection.execute(insert(usage_daily_sealed).values(span[start:start + 500]).on_conflict_do_nothing())
+    return through
+
+
+def margin(engine: Engine, days: DayRange, by: str, now: date | None = None) -> list[dict]:
     """Revenue, upstream cost and margin by model or account and source over whole days, in the
     shape of relay.usage_log.margin_rows (scripts/margin_report.py): errors left out, and BYOK
     traffic costs the relay nothing (the caller paid the provider; revenue is the platform fee)."""
-    d = usage_daily.c
-    accounts = Account.__table__  # type: ignore[attr-defined]
-    key = d.model if by == "model" else accounts.c.name
-    statement = (select(key, d.source, func.sum(d.requests), func.sum(d.cost_nanos), func.sum(d.list_cost_nanos))
-                 .where(d.day >= days.first, d.day <= days.last, d.status != "error")
-                 .group_by(key, d.source).order_by(key, d.source))
-    if by != "model":
-        statement = statement.join_from(usage_daily, accounts, accounts.c.id == d.account_id)
-    with read_connection(engine) as connection:
-        rows = connection.execute(statement).all()
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for name, source, count, revenue, list_cost in _margin_rows(engine, days, by, now):
+        cell = sums[(name, source)]
+        cell[0] += int(count)
+        cell[1] += int(revenue or 0)
+        cell[2] += int(list_cost or 0)
     result = []
-    for name, source, count, revenue, list_cost in rows:
-        revenue, our_cost = int(revenue or 0), int(list_cost or 0) if source == "pool" else 0
-        result.append({by: name, "source": source, "requests": int(count), "revenue_nanos": revenue,
+    for (name, source), (count, revenue, list_cost) in sorted(sums.items()):
+        our_cost = list_cost if source == "pool" else 0
+        result.append({by: name, "source": source, "requests": count, "revenue_nanos": revenue,
                        "upstream_cost_nanos": our_cost, "margin_nanos": revenue - our_cost})
     return result
+
+
+def _margin_rows(engine: Engine, days: DayRange, by: str, now: date | None) -> list:
+    def grouped(table: Table, first: date, last: date) -> Any:
+        c = table.c
+        key = c.model if by == "model" else accounts.c.name
+        statement = (select(key, c.source, func.sum(c.requests), func.sum(c.cost_nanos), func.sum(c.list_cost_nanos))
+                     .where(c.day >= first, c.day <= last, c.status != "error").group_by(key, c.source))
+        return statement if by == "model" else statement.join_from(table, accounts, accounts.c.id == c.account_id)
+
+    accounts = Account.__table__  # type: ignore[attr-defined]
+    with_relay = by == "model"  # by account needs the per-account rows
+    through = seal(engine, days, now) if with_relay else days.first - timedelta(days=1)
+    with read_connection(engine) as connection:
+        rows = connection.execute(grouped(usage_daily, max(days.first, through + timedelta(days=1)), days.last)).all()
+        if with_relay:
+            rows += connection.execute(grouped(usage_daily_relay, days.first, min(days.last, through))).all()
+    return rows
 
 
 def _iso(day: Any) -> str:

@@ -255,6 +255,24 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
         assert Decimal(mine[source]["revenue_usd"]) * 10**9 == revenue
         assert Decimal(mine[source]["margin_usd"]) * 10**9 == revenue - upstream
 
+    # Relay-wide: March is long past, so it is read sealed (usage_daily_relay); twice, the same.
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    for _ in range(2):
+        relay_daily = httpx.get(relay.url + "/admin/usage/daily?from=2026-03-01&to=2026-03-31", headers=admin).json()
+        assert {(d["day"], d["model"]): [d["requests"], d["errors"], d["input_tokens"], d["output_tokens"],
+                                         int(Decimal(d["cost_usd"]) * 10**9)] for d in relay_daily["data"]} == dict(expected)
+        by_model = httpx.get(relay.url + "/admin/margin?from=2026-03-01&to=2026-03-31&by=model", headers=admin).json()
+        assert by_model["totals"] == margin["totals"]
+    one_account = httpx.get(f"{relay.url}/admin/usage/daily?account={acct.name}&from=2026-03-02&to=2026-03-02&model=gpt-4o",
+                     headers=admin).json()
+    assert one_account["data"] == one_day["data"] and one_account["totals"] == one_day["totals"]
+    # Today is never sealed: a request now shows in the relay-wide day at once.
+    today = datetime.now(timezone.utc).date().isoformat()
+    before = httpx.get(f"{relay.url}/admin/usage/daily?from={today}&to={today}", headers=admin).json()["totals"]
+    chat(relay, acct.key)
+    after = httpx.get(f"{relay.url}/admin/usage/daily?from={today}&to={today}", headers=admin).json()["totals"]
+    assert after["requests"] == before["requests"] + 1
+
     answer = httpx.get(relay.url + "/v1/usage?format=csv&since=2026-03-01&until=2026-04-01", headers=auth)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
     exported = list(csv.DictReader(io.StringIO(answer.text)))
@@ -267,4 +285,45 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
     assert httpx.get(relay.url + "/v1/usage?format=xml", headers=auth).status_code == 400
 
     out = relay_cli(capsys, "usage", acct.name, "--since", "2026-03-01", "--csv")
-    assert out.replace("\r\n", "\n") == answer.text.replace("\r\n", "\n")
+    since = httpx.get(relay.url + "/v1/usage?format=csv&since=2026-03-01", headers=auth).text
+    assert len(since.splitlines()) == len(rows) + 2  # the header, March, and today's request
+    assert out.replace("\r\n", "\n") == since.replace("\r\n", "\n")
+
+
+def test_migration_rolls_up_existing_records(tmp_path) -> None:
+    """Migration 0010 on a database that already has records: usage_daily holds their sums, and
+    the trigger adds later records to the same rows."""
+    from sqlalchemy import text
+
+    from relay.db.engine import make_engine
+    from relay.db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'migrate.db'}"
+    upgrade(url, "0009")
+    engine = make_engine(url)
+    insert_record = text("INSERT INTO usagerecord (id, account_id, route, model, provider, source, usage, cost_nanos, "
+                         "list_cost_nanos, status, http_status, latency_ms, created_at) VALUES (:id, 1, 'chat', :model, "
+                         "'openai', 'pool', :usage, :cost, 1, 'ok', 200, 5, :at)")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO account (id, name, tier, balance_nanos, held_nanos, created_at) "
+                                "VALUES (1, 'm', 'starter', 0, 0, '2026-03-01 00:00:00')"))
+        connection.execute(insert_record, [
+            {"id": f"req_{i}", "model": "gpt-4o" if i % 2 else "gpt-4o-mini", "cost": 100 + i,
+             "usage": json.dumps({"input_tokens": i, "cache_creation_tokens": 1, "output_tokens": 2}),
+             "at": f"2026-03-0{1 + i % 3} 1{i % 10}:00:00.000000"} for i in range(30)])
+    upgrade(url)
+    with engine.begin() as connection:
+        connection.execute(insert_record, {"id": "req_after", "model": "gpt-4o", "cost": 1000,
+                                           "usage": json.dumps({"input_tokens": 7}), "at": "2026-03-02 23:59:59.000000"})
+        rolled = {(str(r[0]), r[1]): tuple(r[2:]) for r in connection.execute(text(
+            "SELECT day, model, requests, input_tokens, output_tokens, cost_nanos FROM usage_daily"))}
+    expected: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for i in range(30):
+        cell = expected[(f"2026-03-0{1 + i % 3}", "gpt-4o" if i % 2 else "gpt-4o-mini")]
+        cell[0] += 1
+        cell[1] += i + 1
+        cell[2] += 2
+        cell[3] += 100 + i
+    after = expected[("2026-03-02", "gpt-4o")]
+    after[0], after[1], after[3] = after[0] + 1, after[1] + 7, after[3] + 1000
+    assert rolled == {k: tuple(v) for k, v in expected.items()}

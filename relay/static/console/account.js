@@ -33,8 +33,12 @@ async function loadLimits() {
 async function loadKey() {
   const node = $("#keyinfo");
   try {
-    const key = await get("/v1/key");
-    const budget = key.budget_usd ? `budget $${key.budget_usd} per ${key.budget_period ?? "period"}, spent $${key.spent_usd ?? "0"}` : "no budget of its own";
+    const answer = await get("/v1/key");
+    const key = answer.data ?? answer;
+    const reset = key.reset_at ? `, resets ${key.reset_at.replace("T", " ").slice(0, 16)} UTC` : "";
+    const budget = key.budget_usd
+      ? `budget $${key.budget_usd} (${key.budget_period ?? "total"}): spent $${key.spent_usd ?? "0"}, remaining $${key.remaining_usd ?? "?"}${reset}`
+      : "no budget of its own";
     const models = key.models?.length ? `models: ${key.models.join(", ")}` : "every model";
     const limits = [key.rpm ? `${key.rpm} RPM` : "", key.tpm ? `${key.tpm} TPM` : ""].filter(Boolean).join(", ");
     node.replaceChildren(h("p", {}, budget), h("p", {}, models), h("p", {}, limits || "the account's limits"));

@@ -6,6 +6,11 @@ themselves grows with history (1M records: seconds); a trigger keeps one row per
 model, source, status) as records are written, whatever writes them, so a month for an account is
 a few hundred rows. Existing records are rolled up here.
 
+Relay-wide sums (the operator's daily chart and margin by model) would still read one row per
+active account and day; days two or more days old no longer change (records are written at
+settlement), so the first read of such a day seals it: its relay-wide sums go to
+`usage_daily_relay` (one row per day, model, source, status) and the day to `usage_daily_sealed`.
+
 Tokens: `input_tokens` is every prompt token (text and image, cached or not, cache writes
 included), `output_tokens` every completion token (text and image), as OpenAI's usage counts them.
 
@@ -109,6 +114,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('account_id', 'day', 'model', 'source', 'status'),
     )
     op.create_index('ix_usage_daily_day', 'usage_daily', ['day'])
+    op.create_table(
+        'usage_daily_relay',
+        sa.Column('day', sa.Date(), nullable=False),
+        sa.Column('model', sa.String(), nullable=False),
+        sa.Column('source', sa.String(), nullable=False),
+        sa.Column('status', sa.String(), nullable=False),
+        sa.Column('requests', sa.BigInteger(), nullable=False),
+        sa.Column('input_tokens', sa.BigInteger(), nullable=False),
+        sa.Column('output_tokens', sa.BigInteger(), nullable=False),
+        sa.Column('cost_nanos', sa.BigInteger(), nullable=False),
+        sa.Column('list_cost_nanos', sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint('day', 'model', 'source', 'status'),
+    )
+    op.create_table('usage_daily_sealed', sa.Column('day', sa.Date(), primary_key=True))
     op.execute(_backfill(dialect))
     if dialect == "postgresql":
         op.execute(postgres_function())
@@ -123,4 +142,6 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION usage_daily_on_record()")
     else:
         op.execute("DROP TRIGGER usage_daily_on_record")
+    op.drop_table('usage_daily_sealed')
+    op.drop_table('usage_daily_relay')
     op.drop_table('usage_daily')

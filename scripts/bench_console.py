@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""The console's aggregate routes on a database of production size (issue #17: under 50 ms with
+1M usage records). Seeds with scripts/seed_size.py's seed() (accounts, keys, usage records with
+their charges; the usage_daily trigger rolls them up as they go in), then times each route over
+HTTP against a relay served in this process (uvicorn on a thread), and the query alone.
+
+  python3 scripts/bench_console.py --database-url sqlite:////tmp/console/relay.db
+  python3 scripts/bench_console.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/console
+  python3 scripts/bench_console.py --database-url ... --no-seed   # time an already seeded database
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from relay.account_overview import overview  # noqa: E402
+from relay.app import build_app  # noqa: E402
+from relay.db.engine import make_engine  # noqa: E402
+from relay.db.migrate import upgrade  # noqa: E402
+from relay.settings import Settings  # noqa: E402
+from relay.usage_daily import daily, margin, parse_range  # noqa: E402
+from scripts.seed_size import seed, timed  # noqa: E402
+
+ADMIN = "bench-console-admin"
+
+
+def serve(database_url: str) -> tuple[str, uvicorn.Server]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(_env_file=None, database_url=database_url, admin_key=ADMIN, secret_key="bench-console",
+                        openai_api_key=None, anthropic_api_key=None)
+    server = uvicorn.Server(uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="on"))
+    threading.Thread(target=server.run, daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return url, server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the relay did not start")
+
+
+def hot_account(engine: Any) -> tuple[int, str]:
+    """The account with the most records, and the name of one of its keys' plaintexts when seeded."""
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT account_id, SUM(requests) AS n FROM usage_daily GROUP BY account_id "
+                                      "ORDER BY n DESC LIMIT 1")).first()
+        rows = connection.execute(text("SELECT COUNT(*) FROM usage_daily")).scalar()
+        records = connection.execute(text("SELECT COUNT(*) FROM usagerecord")).scalar()
+    print(f"  {records:,} usage records, {rows:,} usage_daily rows; hot account {row[0]} with {int(row[1]):,} records")
+    return int(row[0]), ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database-url", required=True)
+    ap.add_argument("--accounts", type=int, default=100_000)
+    ap.add_argument("--keys", type=int, default=200_000)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--hot-records", type=int, default=55_000)
+    ap.add_argument("--no-seed", action="store_true", help="time the database as it is")
+    ap.add_argument("--runs", type=int, default=20)
+    args = ap.parse_args()
+    upgrade(args.database_url)
+    engine = make_engine(args.database_url)
+    key = None
+    if not args.no_seed:
+        print("seeding", args.database_url.split("@")[-1])
+        started = time.perf_counter()
+        _, key = seed(engine, args.accounts, args.keys, args.records, args.hot_records)
+        print(f"  seeded in {time.perf_counter() - started:.0f} s (the trigger rolls each record up as it goes in)")
+    hot, _ = hot_account(engine)
+    days = parse_range(None, None)
+
+    query: list[tuple[str, Callable[[], Any]]] = [
+        ("account daily, 30 days (hot account)", lambda: daily(engine, days, hot)),
+        ("relay daily, 30 days (every account)", lambda: daily(engine, days)),
+        ("margin by model, 30 days", lambda: margin(engine, days, "model")),
+        ("margin by account, 30 days", lambda: margin(engine, days, "account")),
+        ("accounts overview, first 100", lambda: overview(engine, 100, 0)),
+    ]
+    print(f"\nmedian of {args.runs} (ms)                      query   HTTP")
+    url, server = serve(args.database_url)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    account = {"Authorization": f"Bearer {key}"} if key else None
+    paths = ["/v1/usage/daily", "/admin/usage/daily", "/admin/margin?by=model", "/admin/margin?by=account",
+             "/admin/overview?limit=100"]
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for (name, work), path in zip(query, paths):
+            headers = account if path.startswith("/v1") else admin
+            if headers is None:
+                over_http = "   (no key: --no-seed)"
+            else:
+                assert client.get(path, headers=headers).status_code == 200, path
+                over_http = f"{timed(lambda: client.get(path, headers=headers), args.runs):7.2f}"
+            print(f"  {name:<40} {timed(work, args.runs):7.2f} {over_http}")
+        live = timed(lambda: client.get("/admin/stats/live", headers=admin), args.runs)
+        print(f"  {'live stats (/admin/stats/live)':<40} {'':>7} {live:7.2f}")
+    server.should_exit = True
+
+
+if __name__ == "__main__":
+    main()
