@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from relay import ledger, operator
 from relay.db.engine import session_scope
-from relay.db.models import Hold, LedgerEntry
+from relay.db.models import Account, Hold, LedgerEntry
 from relay.money import usd_to_nanos
 from relay.tokens import count_messages_prompt
 from relay.usage import Usage
@@ -71,6 +71,28 @@ def test_adaptive_serves_an_agent_where_worst_case_refuses(relay, make_account) 
     for hold in holds:  # each held a few cents, its exposure the rest of the worst case
         assert hold.amount_nanos < worst // 20 and hold.amount_nanos + hold.exposure_nanos == worst
     assert ledger.check_invariant(relay.state.engine, agent.id) == []
+
+
+def test_an_adaptive_stream_is_charged_its_real_usage_and_frees_its_exposure(relay, make_account) -> None:
+    model = "claude-sonnet-5-5"
+    body = {**turn(model, 64_000, 5_000), "stream": True}
+    account = make_account(balance="5")
+    adaptive(relay, account.name, "1")
+    with HTTP.stream("POST", relay.url + "/v1/messages", json=body,
+                     headers={"x-api-key": account.key, "anthropic-version": "2023-06-01"}) as answer:
+        assert answer.status_code == 200 and "message_stop" in answer.read().decode()
+    view = settled(relay, account.id)
+    engine = relay.state.engine
+    with session_scope(engine) as session:
+        (hold,) = session.exec(select(Hold).where(Hold.account_id == account.id))
+        (charge,) = session.exec(select(LedgerEntry).where(LedgerEntry.account_id == account.id,
+                                                          LedgerEntry.kind == "charge"))
+        exposure = session.exec(select(Account.exposure_nanos).where(Account.id == account.id)).one()
+    worst = sell_cost(relay, model, Usage(input_tokens=count_messages_prompt(body), output_tokens=64_000))
+    assert hold.status == "settled" and hold.amount_nanos + hold.exposure_nanos == worst
+    assert -charge.amount_nanos > 4 * hold.amount_nanos  # 5,000 tokens charged on a ~1,024-token hold
+    assert view.balance_nanos == usd_to_nanos("5") + charge.amount_nanos and exposure == 0
+    assert ledger.check_invariant(engine, account.id) == []
 
 
 async def fire(urls: list[str], key: str, body: dict, total: int) -> list[httpx.Response]:
