@@ -139,11 +139,31 @@ def test_account_view(relay, browser, make_account, capsys, cli_env) -> None:  #
     assert [c["label"] for c in listed] == ["from the console"]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "console-account.png"), full_page=True)
+    page.click("#byok button:has-text('Verify')")  # against the provider (the emulator) now
+    confirm(page)
+    page.wait_for_selector("#toast:text-matches('^Key sk-')")
+    verified = page.inner_text("#toast")
+    assert verified.split(": ", 1)[1].split(" ")[0] in ("ok", "rejected", "unverified"), verified
     page.click("#byok button:has-text('Remove')")
     confirm(page)
     page.wait_for_selector("#byok[data-count='0']")
     assert httpx.get(relay.url + "/byok/credentials", headers={"Authorization": f"Bearer {acct.key}"}).json()["data"] == []
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
+    page.close()
+
+
+def test_account_view_shows_the_keys_own_controls(relay, browser, make_account) -> None:  # noqa: F811
+    from relay import accounts
+    from relay.key_admin import update_key
+
+    acct = make_account(balance="10")
+    key_id = accounts.list_keys(relay.state.engine, acct.name)[0].id
+    update_key(relay.state.engine, relay.state.catalog, key_id, budget_usd="2.5", budget_period="day",
+               models="gpt-4o-mini", rpm="7")
+    page, _ = open_console(browser, relay, acct.key)
+    page.wait_for_selector("body[data-view='account']", timeout=15_000)
+    shown = page.inner_text("#keyinfo")
+    assert "budget $2.5 (day)" in shown and "models: gpt-4o-mini" in shown and "7 RPM" in shown, shown
     page.close()
 
 

@@ -101,7 +101,7 @@ async function loadByok() {
 async function verifyCredential(c) {
   const result = await write(`Check ${c.provider} key ${c.masked_key} against the provider now?`,
     () => request("POST", `/byok/credentials/${c.id}/verify`),
-    (r) => `Key ${r.masked_key}: ${r.verification?.ok ? "works" : r.verification?.detail ?? r.status}`);
+    (r) => `Key ${r.masked_key}: ${r.verification?.result ?? r.status}${r.verification?.detail ? ` (${r.verification.detail})` : ""}`);
   if (result) await loadByok();
 }
 
