@@ -17,6 +17,7 @@ from relay.db.migrate import upgrade
 from relay.money import usd_to_nanos
 from relay.settings import Settings
 from tests import services
+from tests.e2e.log_capture import relay_log_capture  # noqa: F401 - the run's log check (issue #15)
 from tests.e2e.relay_server import ROOT, ProcessRelay, ThreadRelay
 from tests.emulator import Emulator
 

@@ -17,6 +17,7 @@ import uvicorn
 
 from relay.app import build_app
 from relay.settings import Settings
+from tests.e2e import log_capture
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,9 @@ class ThreadRelay:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = build_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+        # Every answer's x-request-id, for the run's log check (tests.e2e.log_capture).
+        served = log_capture.record_request_ids(self.app, log_capture.ANSWERED)
+        config = uvicorn.Config(served, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="relay")
@@ -75,11 +78,15 @@ class ProcessRelay:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **env}
+        # Its log lines go to the run's log directory, checked for keys when the run ends.
+        log = open(log_capture.LOG_DIR / f"relay-{self.port}.log", "wb") if log_capture.LOG_DIR else None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "relay.app:create_app", "--factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=full_env,
+            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT if log else None,
         )
+        if log is not None:
+            log.close()  # the child has its own copy of the descriptor
 
     def start(self, timeout: float = 90.0) -> "ProcessRelay":
         wait_ready(self.url, timeout, self.process)
