@@ -7,7 +7,9 @@ accounting, LiteLLM Proxy and Portkey set-ups, smoke checks and report. Every pe
 scenario by scenario, rep by rep, so each ratio comes from the same minutes of the same machine.
 
 Peers: direct (the fake upstream), litellm-1w, litellm-2w, portkey, relay-before (an earlier
-checkout with its own .venv, --before-checkout) and relay (this checkout).
+checkout with its own .venv, --before-checkout) and relay (this checkout); with
+--observability-compare, relay-obs-on (metrics, request log and JSON logs on) and relay-obs-off
+(RELAY_METRICS=off, RELAY_REQUEST_LOG=off), both this checkout, in place of relay.
 Scenarios (--scenarios takes names or the groups chat, stream, messages, translated):
   chat, stream-ttft + stream, messages          as in the shared harness
   chat→claude, chat→claude stream               OpenAI chat for a Claude model (relays only)
@@ -19,6 +21,7 @@ Scenarios (--scenarios takes names or the groups chat, stream, messages, transla
   python3 scripts/bench_gateway.py                             # all peers, SQLite
   python3 scripts/bench_gateway.py --database postgres         # PostgreSQL + Redis
   python3 scripts/bench_gateway.py --only-relay --reps 1 --duration 3 --profile
+  python3 scripts/bench_gateway.py --observability-compare --scenarios chat --conc 1,16 --reps 5
 Results: <out>/raw.jsonl (anchors' row format), meta.json, summary.md, logs/.
 """
 
@@ -45,7 +48,12 @@ BENCH = Path(os.environ.get("BENCH_DIR", ROOT.parent / "shared" / "bench"))
 sys.path.insert(0, str(BENCH))
 import anchors  # noqa: E402  (the shared harness)
 
-RELAY_PEERS = ("relay-before", "relay")
+# What observability costs (#15): the same checkout twice, as two peers measured point by point.
+OBSERVABILITY = {
+    "relay-obs-on": {"RELAY_METRICS": "on", "RELAY_REQUEST_LOG": "on", "RELAY_LOG_FORMAT": "json"},
+    "relay-obs-off": {"RELAY_METRICS": "off", "RELAY_REQUEST_LOG": "off", "RELAY_LOG_FORMAT": "text"},
+}
+RELAY_PEERS = ("relay-before", "relay", *OBSERVABILITY)
 CHAT = anchors.CHAT_BODY
 MSG = anchors.MSG_BODY
 PARKED = ("Condition.wait", "Event.wait", "Queue.get", "select (selectors")  # leaf frames of idle threads
@@ -120,7 +128,8 @@ def relay_peer(name: str, checkout: Path, key: str, env: dict[str, str], port: i
         name=name, port=port, base=f"http://127.0.0.1:{port}/v1", ready=f"http://127.0.0.1:{port}/healthz",
         cmd=f"{checkout / '.venv/bin/relay'} serve --port {port} --workers {args.workers}", cwd=str(checkout),
         env={**env, "UPSTREAM_URL": upstream, "RELAY_OPENAI_BASE_URL": f"{upstream}/v1",
-             "RELAY_ANTHROPIC_BASE_URL": upstream, "OPENAI_API_KEY": "sk-fake", "ANTHROPIC_API_KEY": "sk-fake"},
+             "RELAY_ANTHROPIC_BASE_URL": upstream, "OPENAI_API_KEY": "sk-fake", "ANTHROPIC_API_KEY": "sk-fake",
+             **OBSERVABILITY.get(name, {})},
         chat_h={"Authorization": f"Bearer {key}"}, msg_h={"x-api-key": key, "anthropic-version": "2023-06-01"},
         start_timeout=args.relay_start_timeout, relay=True, checkout=str(checkout))
 
@@ -251,7 +260,9 @@ def summarize(rows: list[dict], peers: list[dict], args: argparse.Namespace) -> 
                    + ("-" if None in (ttft, dttft) else f"+{ttft - dttft:.2f}") + " | "
                    + " / ".join(fmt(med(peer, "messages", c, "rps")) for c in levels["msg_conc"]) + f" | {x} |")
     names = {p["name"] for p in peers}
-    if set(RELAY_PEERS) <= names:  # relay against relay-before, point by point
+    if set(OBSERVABILITY) <= names:
+        out += ["", *observability_cost(rows)]
+    if {"relay", "relay-before"} <= names:  # relay against relay-before, point by point
         pairs = [(r["scenario"], r["conc"]) for r in rows if r["peer"] == "relay" and r["scenario"] != "stream-ttft"]
         cells = [f"{s} c={c} ×{a / b:.2f}" for s, c in dict.fromkeys(pairs)
                  if (a := med("relay", s, c, "rps")) and (b := med("relay-before", s, c, "rps"))]
@@ -261,6 +272,33 @@ def summarize(rows: list[dict], peers: list[dict], args: argparse.Namespace) -> 
     bg = statistics.median([r["bg_cores"] for r in rows]) if rows else 0
     out += ["", f"median background load during points: {bg:.2f} cores (of {os.cpu_count()})"]
     return out + (["points with errors (excluded above 1%): " + "; ".join(bad)] if bad else [])
+
+
+def observability_cost(rows: list[dict]) -> list[str]:
+    """relay-obs-on against relay-obs-off, paired rep by rep (they ran back to back, in alternating
+    order): the median of the per-rep req/s ratios and CPU-per-request differences."""
+    by = {(r["peer"], r["scenario"], r["conc"], r["rep"]): r for r in rows
+          if r["errors"] <= 0.01 * max(r["requests"], 1)}
+    out = ["Observability on (metrics + request log, JSON) vs off, paired by rep, medians "
+           "(bar: ≤ 5% fewer req/s, ≤ 50 µs more CPU per request):", "",
+           "| scenario | c | req/s on / off | ratio on÷off (per rep) | CPU µs/req on / off | on − off (per rep) |",
+           "|---|---|---|---|---|---|"]
+    for scenario, conc in dict.fromkeys((r["scenario"], r["conc"]) for r in rows if r["peer"] == "relay-obs-on"):
+        pairs = [(on, by[("relay-obs-off", scenario, conc, rep)]) for (peer, s, c, rep), on in by.items()
+                 if (peer, s, c) == ("relay-obs-on", scenario, conc) and ("relay-obs-off", s, c, rep) in by]
+        if not pairs:
+            continue
+        ratios = [on["rps"] / off["rps"] for on, off in pairs if off["rps"]]
+        cpu = [(on["gw_cpu_us_per_req"], off["gw_cpu_us_per_req"]) for on, off in pairs
+               if on["gw_cpu_us_per_req"] is not None and off["gw_cpu_us_per_req"] is not None]
+        diffs = [a - b for a, b in cpu]
+        med = statistics.median
+        out.append(f"| {scenario} | {conc} | {med([on['rps'] for on, _ in pairs]):,.0f} / "
+                   f"{med([off['rps'] for _, off in pairs]):,.0f} | ×{med(ratios):.3f} "
+                   f"({', '.join(f'{r:.2f}' for r in ratios)}) | "
+                   + (f"{med([a for a, _ in cpu]):,.0f} / {med([b for _, b in cpu]):,.0f} | {med(diffs):+.0f} "
+                      f"({', '.join(f'{d:+.0f}' for d in diffs)}) |" if cpu else "- | - |"))
+    return out
 
 
 def git_rev(checkout: Path) -> str:
@@ -275,6 +313,9 @@ def options() -> argparse.Namespace:
     ap.add_argument("--peers", default="direct,litellm-1w,portkey,relay-before,relay",
                     help="from direct,litellm-1w,litellm-2w,portkey,relay-before,relay")
     ap.add_argument("--only-relay", action="store_true", help="skip LiteLLM Proxy and Portkey")
+    ap.add_argument("--observability-compare", action="store_true",
+                    help="peers direct, relay-obs-on and relay-obs-off (this checkout with metrics and JSON "
+                    "request logs on, and off): what observability costs, in one interleaved run")
     ap.add_argument("--before-checkout", default="/tmp/relay-baseline", help="relay-before: a checkout with .venv")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
                     help="sqlite: SQLite + in-process limiter; postgres: fresh PostgreSQL database + Redis")
@@ -308,6 +349,10 @@ def options() -> argparse.Namespace:
     args = ap.parse_args()
     if args.only_relay:
         args.peers = ",".join(p for p in args.peers.split(",") if p.strip() in ("direct", *RELAY_PEERS))
+    if args.observability_compare:
+        args.peers = ",".join(["direct", *OBSERVABILITY])
+        if args.profile_peer not in OBSERVABILITY:
+            args.profile_peer = "relay-obs-on"
     return args
 
 
@@ -318,9 +363,11 @@ def main() -> None:
     wanted = [p.strip() for p in args.peers.split(",") if p.strip()]
     chosen = {w.strip() for w in args.scenarios.split(",")}
     scenarios = [s for s in SCENARIOS if s.name in chosen or s.group in chosen]
-    checkouts = {"relay-before": Path(args.before_checkout).resolve(), "relay": ROOT}
+    checkouts = {"relay-before": Path(args.before_checkout).resolve(), "relay": ROOT,
+                 **{name: ROOT for name in OBSERVABILITY}}
     ports = {"upstream": args.port_base, "litellm-1w": args.port_base + 101, "litellm-2w": args.port_base + 102,
-             "portkey": args.port_base + 103, "relay-before": args.port_base + 110, "relay": args.port_base + 111}
+             "portkey": args.port_base + 103, "relay-before": args.port_base + 110, "relay": args.port_base + 111,
+             "relay-obs-on": args.port_base + 112, "relay-obs-off": args.port_base + 113}
     busy = [f"{name}:{port}" for name, port in ports.items()
             if (name == "upstream" or name in wanted) and not anchors.port_free(port)]
     if busy:
@@ -382,23 +429,25 @@ def main() -> None:
         for peer in live:  # JIT, connection pools, every worker
             if args.initial_warmup > 0 and not peer["smoke"].get("chat"):
                 anchors.run_wrk(peer["base"] + "/chat/completions", chat_body, peer["chat_h"], 16, args.initial_warmup)
+        points = [(s, conc) for s in scenarios
+                  for conc in ([int(c) for c in getattr(args, s.levels).split(",") if c.strip()] if s.levels else [1])]
         for rep in range(1, args.reps + 1):
-            for peer in live:
-                if peer.get("proc") and not peer["proc"].alive():
-                    anchors.log(peer["name"], "died; skipping")
-                    continue
-                for s in scenarios:
+            # Point by point, every peer in turn, the order reversed every other rep: two peers'
+            # figures for a point are seconds apart, and neither always runs first.
+            for s, conc in points:
+                for peer in (live if rep % 2 else live[::-1]):
+                    if peer.get("proc") and not peer["proc"].alive():
+                        continue
                     failed = peer["smoke"].get(s.name if s.relays_only else s.group)
                     if failed or (s.relays_only and not peer.get("relay")):
                         continue  # it failed this route's smoke check, or not this peer's scenario
-                    for conc in [int(c) for c in getattr(args, s.levels).split(",") if c.strip()] if s.levels else [1]:
-                        row = {**measure(peer, upstream, s, bodies[s.name], conc, args), "rep": rep}
-                        rows.append(row)
-                        raw.write(json.dumps(row) + "\n")
-                        raw.flush()
-                        anchors.log(f"rep{rep} {peer['name']:<12} {s.name:<19} c={conc:<3} rps={row['rps']:8.1f} "
-                                    f"p50={row['p50_ms'] or 0:.2f} err={row['errors']} "
-                                    f"cpu/req={(row['gw_cpu_us_per_req'] or 0) / 1000:.2f}ms bg={row['bg_cores']:.2f}")
+                    row = {**measure(peer, upstream, s, bodies[s.name], conc, args), "rep": rep}
+                    rows.append(row)
+                    raw.write(json.dumps(row) + "\n")
+                    raw.flush()
+                    anchors.log(f"rep{rep} {peer['name']:<13} {s.name:<19} c={conc:<3} rps={row['rps']:8.1f} "
+                                f"p50={row['p50_ms'] or 0:.2f} err={row['errors']} "
+                                f"cpu/req={(row['gw_cpu_us_per_req'] or 0) / 1000:.2f}ms bg={row['bg_cores']:.2f}")
         config = "SQLite + in-process limiter" if args.database == "sqlite" else "PostgreSQL + Redis"
         report = [f"# bench_gateway {time.strftime('%Y-%m-%d %H:%M')}: {config}, relay workers {args.workers}, "
                   f"{args.reps} reps × {args.duration:g}/{args.short_duration:g} s, medians", ""]
