@@ -102,7 +102,7 @@ async def fire(urls: list[str], key: str, body: dict, total: int) -> list[httpx.
                         headers={"x-api-key": key, "anthropic-version": "2023-06-01"}) for i in range(total)])
 
 
-def test_overdraft_bound_holds_under_200_way_concurrency(relay, make_account, spawn_relay) -> None:
+def test_overdraft_bound_holds_under_200_way_concurrency(relay, make_account, spawn_relay, emulator) -> None:
     """Every answer is 60,000 output tokens while adaptive holds ~1,000: each charge is ~60× its
     hold. 200 at once across two processes: the balance goes negative, never below −overdraft."""
     model = "claude-sonnet-5-5"
@@ -127,6 +127,7 @@ def test_overdraft_bound_holds_under_200_way_concurrency(relay, make_account, sp
             LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge")))
     assert len({c.request_id for c in charges}) == len(charges) == statuses.count(200)
     assert sum(-c.amount_nanos for c in charges) == usd_to_nanos("2") - end.balance_nanos
+    assert len(emulator.requests) == statuses.count(200)  # refused before the provider: no cost to the relay
     refusals = [r.json()["error"] for r in responses if r.status_code == 402]
     assert all("max_tokens" in e["message"] for e in refusals)  # says what to change
 
