@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -32,9 +33,15 @@ def chat(relay: Any, key: str, model: str = "gpt-4o-mini") -> None:
     assert answer.status_code == 200, answer.text
 
 
-def records(relay: Any, key: str) -> list[dict]:
-    page = httpx.get(relay.url + "/v1/usage?limit=1000", headers={"Authorization": f"Bearer {key}"}).json()
-    assert not page["has_more"]
+def records(relay: Any, key: str, count: int) -> list[dict]:
+    """The key's account's records once `count` are written (settlement is group-committed, so a
+    record may land a moment after its answer)."""
+    for _ in range(100):
+        page = httpx.get(relay.url + "/v1/usage?limit=1000", headers={"Authorization": f"Bearer {key}"}).json()
+        if len(page["data"]) >= count:
+            break
+        time.sleep(0.05)
+    assert len(page["data"]) == count and not page["has_more"]
     return page["data"]
 
 
@@ -94,8 +101,7 @@ def test_account_view(relay, browser, make_account, capsys, cli_env) -> None:  #
     acct = make_account(balance="10")
     for model in ("gpt-4o-mini", "gpt-4o-mini", "gpt-4o", "claude-haiku-5-5"):
         chat(relay, acct.key, model)
-    data = records(relay, acct.key)
-    assert len(data) == 4
+    data = records(relay, acct.key, 4)
 
     page, problems = open_console(browser, relay, acct.key)
     page.wait_for_selector("body[data-view='account']", timeout=15_000)
@@ -204,11 +210,11 @@ def test_operator_view(relay, browser) -> None:  # noqa: F811
 
     live_before = httpx.get(relay.url + "/admin/stats/live", headers=admin).json()["requests_total"]
     chat(relay, key)
+    spent = records(relay, key, 1)[0]["cost_usd"]
     page.click("#detail-refresh")
     page.wait_for_selector("#detail-usage[data-count='1']")
     row = page.locator(f"#accounts tr[data-account='{name}'] td").all_inner_texts()
     assert row[1] == "professional" and row[5] == "1" and row[3] != "$5"  # charged from the $5
-    spent = records(relay, key)[0]["cost_usd"]
     assert row[6] == f"${spent}" and "gpt-4o-mini" in page.inner_text("#detail-usage")
     for _ in range(50):  # the live view polls every 2 s (wait_for_function would need the eval the CSP forbids)
         if int(page.inner_text("#live-total") or 0) > live_before:
@@ -290,6 +296,10 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
     today = datetime.now(timezone.utc).date().isoformat()
     before = httpx.get(f"{relay.url}/admin/usage/daily?from={today}&to={today}", headers=admin).json()["totals"]
     chat(relay, acct.key)
+    for _ in range(100):  # settled (group commit may write the record a moment after the answer)
+        if httpx.get(relay.url + "/v1/usage?limit=1", headers=auth).json()["totals"]["requests"] == len(rows) + 1:
+            break
+        time.sleep(0.05)
     after = httpx.get(f"{relay.url}/admin/usage/daily?from={today}&to={today}", headers=admin).json()["totals"]
     assert after["requests"] == before["requests"] + 1
 

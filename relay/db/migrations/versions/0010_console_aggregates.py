@@ -35,19 +35,19 @@ KEY = "day, account_id, model, source, status"
 SUMS = "requests, input_tokens, output_tokens, cost_nanos, list_cost_nanos"
 
 
-def _sqlite_tokens(row: str, kinds: tuple[str, ...]) -> str:
-    return " + ".join(f"COALESCE(json_extract({row}usage, '$.{k}'), 0)" for k in kinds)
+def _sqlite_tokens(usage: str, kinds: tuple[str, ...]) -> str:
+    return " + ".join(f"COALESCE(json_extract({usage}, '$.{k}'), 0)" for k in kinds)
 
 
-def _pg_tokens(row: str, kinds: tuple[str, ...]) -> str:
-    return " + ".join(f"COALESCE(({row}usage->>'{k}')::bigint, 0)" for k in kinds)
+def _pg_tokens(usage: str, kinds: tuple[str, ...]) -> str:
+    return " + ".join(f"COALESCE(({usage}->>'{k}')::bigint, 0)" for k in kinds)
 
 
-def _values(dialect: str, row: str) -> str:
+def _values(dialect: str, row: str, usage: str) -> str:
     tokens = _pg_tokens if dialect == "postgresql" else _sqlite_tokens
     day = f"({row}created_at AT TIME ZONE 'UTC')::date" if dialect == "postgresql" else f"date({row}created_at)"
-    return (f"{day}, {row}account_id, {row}model, {row}source, {row}status, 1, {tokens(row, INPUT_KINDS)}, "
-            f"{tokens(row, OUTPUT_KINDS)}, {row}cost_nanos, {row}list_cost_nanos")
+    return (f"{day}, {row}account_id, {row}model, {row}source, {row}status, 1, {tokens(usage, INPUT_KINDS)}, "
+            f"{tokens(usage, OUTPUT_KINDS)}, {row}cost_nanos, {row}list_cost_nanos")
 
 
 def _upsert(target: str) -> str:
@@ -60,13 +60,14 @@ def _upsert(target: str) -> str:
 
 def sqlite_trigger() -> str:
     return (f"CREATE TRIGGER usage_daily_on_record AFTER INSERT ON usagerecord BEGIN "
-            f"INSERT INTO usage_daily ({KEY}, {SUMS}) VALUES ({_values('sqlite', 'NEW.')}) "
+            f"INSERT INTO usage_daily ({KEY}, {SUMS}) VALUES ({_values('sqlite', 'NEW.', 'NEW.usage')}) "
             f"{_upsert('usage_daily')}; END")
 
 
 def postgres_function() -> str:
-    return (f"CREATE FUNCTION usage_daily_on_record() RETURNS trigger AS $$ BEGIN "
-            f"INSERT INTO usage_daily AS d ({KEY}, {SUMS}) VALUES ({_values('postgresql', 'NEW.')}) "
+    # The json column parsed once into jsonb, not once per token kind: ~40 → ~27 µs a record (50-record batches).
+    return (f"CREATE FUNCTION usage_daily_on_record() RETURNS trigger AS $$ DECLARE u jsonb := NEW.usage::jsonb; BEGIN "
+            f"INSERT INTO usage_daily AS d ({KEY}, {SUMS}) VALUES ({_values('postgresql', 'NEW.', 'u')}) "
             f"{_upsert('d')}; RETURN NULL; END $$ LANGUAGE plpgsql")
 
 
@@ -75,7 +76,7 @@ POSTGRES_TRIGGER = ("CREATE TRIGGER usage_daily_on_record AFTER INSERT ON usager
 
 
 def _backfill(dialect: str) -> str:
-    values = _values(dialect, "")
+    values = _values(dialect, "", "usage")
     # Summed per group: the same expressions as the trigger's, with 1 → COUNT(*).
     day, account, model, source, status, _one, tin, tout, cost, list_cost = (v.strip() for v in _split(values))
     return (f"INSERT INTO usage_daily ({KEY}, {SUMS}) "
@@ -113,7 +114,9 @@ def upgrade() -> None:
         # The upsert's conflict target (the same columns in any order); an account's range first.
         sa.PrimaryKeyConstraint('account_id', 'day', 'model', 'source', 'status'),
     )
-    op.create_index('ix_usage_daily_day', 'usage_daily', ['day'])
+    # Relay-wide days (the operator's unsealed last two days) read from this index alone: 1M
+    # records, two days of ~75k account rows each, 126 → 34 ms on SQLite (scripts/bench_console.py).
+    op.create_index('ix_usage_daily_day_sums', 'usage_daily', ['day', 'model', 'source', 'status', *SUMS.split(', ')])
     op.create_table(
         'usage_daily_relay',
         sa.Column('day', sa.Date(), nullable=False),
