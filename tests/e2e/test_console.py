@@ -224,6 +224,26 @@ def test_operator_view(relay, browser) -> None:  # noqa: F811
     page.wait_for_selector("#live-chart canvas", timeout=10_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "console-operator.png"), full_page=True)
+
+    page.select_option("#tier-select", "enterprise")
+    page.click("#tier button[type=submit]")
+    confirm(page)
+    page.wait_for_selector(f"#accounts tr[data-account='{name}'] td:nth-child(2):text-is('enterprise')")
+    page.fill("#limit-rpm", "77")
+    page.click("#set-limits")
+    confirm(page)
+    page.wait_for_selector(f"#accounts tr[data-account='{name}'] td:nth-child(3):has-text('77 / tier')")
+    shown = httpx.get(f"{relay.url}/admin/accounts/{name}", headers=admin).json()
+    assert (shown["tier"], shown["rpm_limit"], shown["tpm_limit"]) == ("enterprise", 77, None)
+    page.click("#keys button:has-text('Revoke')")
+    confirm(page)
+    page.wait_for_selector("#keys tbody tr td:nth-child(6):not(:empty)")
+    for _ in range(80):  # a key's lookup is cached for RELAY_AUTH_CACHE_TTL_S (5 s)
+        refused = httpx.get(relay.url + "/v1/limits", headers={"Authorization": f"Bearer {key}"})
+        if refused.status_code != 200:
+            break
+        time.sleep(0.1)
+    assert refused.status_code in (401, 403), refused.text
     assert not [p for p in problems if "Content Security Policy" in p], problems
     page.close()
 
