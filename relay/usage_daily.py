@@ -19,6 +19,7 @@ from relay.db.models import Account
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 3660  # ten years: any longer range is a typo, and would be a large answer
+FIRST_YEAR, LAST_YEAR = 1970, 9000
 SEAL_AFTER_DAYS = 2  # a day this old receives no more records (a stream spanning midnight lands in yesterday)
 KEY = ("day", "model", "source", "status")
 SUMS = ("requests", "input_tokens", "output_tokens", "cost_nanos", "list_cost_nanos")
@@ -76,9 +77,13 @@ def _day(value: str | None, param: str) -> date | None:
     try:
         if len(value) != 10:
             raise ValueError(value)
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:  # keeps every day ± a range inside what a date holds
+            raise ValueError(value)
+        return day
     except ValueError:
-        raise RangeError(param, f"'{param}' must be a date as YYYY-MM-DD (a UTC day), got {value[:40]!r}.") from None
+        raise RangeError(param, f"'{param}' must be a date as YYYY-MM-DD (a UTC day, years {FIRST_YEAR} to "
+                                f"{LAST_YEAR}), got {value[:40]!r}.") from None
 
 
 def _summed(table: Table) -> list[Any]:

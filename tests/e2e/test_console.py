@@ -286,7 +286,8 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
     one_day = httpx.get(relay.url + "/v1/usage/daily?from=2026-03-02&to=2026-03-02&model=gpt-4o", headers=auth).json()
     assert [(d["day"], d["model"]) for d in one_day["data"]] == [("2026-03-02", "gpt-4o")]
 
-    for bad in ("from=2026-13-01", "from=2026-03-05&to=2026-03-01", "to=yesterday", "from=2000-01-01&to=2026-01-01"):
+    for bad in ("from=2026-13-01", "from=2026-03-05&to=2026-03-01", "to=yesterday", "from=2000-01-01&to=2026-01-01",
+                "to=0001-01-05", "from=9999-12-31&to=9999-12-31", "from=2026-3-1"):
         answer = httpx.get(f"{relay.url}/v1/usage/daily?{bad}", headers=auth)
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_range", bad
 
@@ -301,6 +302,9 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
         assert Decimal(mine[source]["revenue_usd"]) * 10**9 == revenue
         assert Decimal(mine[source]["margin_usd"]) * 10**9 == revenue - upstream
 
+    for bad in ("by=key", "from=0001-01-01", "to=2026-02-30"):
+        answer = httpx.get(f"{relay.url}/admin/margin?{bad}", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert answer.status_code == 400 and answer.json()["error"]["message"], bad
     # Relay-wide: March is long past, so it is read sealed (usage_daily_relay); twice, the same.
     admin = {"Authorization": f"Bearer {ADMIN}"}
     for _ in range(2):
