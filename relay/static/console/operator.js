@@ -131,7 +131,7 @@ async function revokeKey(k) {
 async function loadPool() {
   const pool = await get("/admin/pool");
   fillRows($("#pool"), pool, (c) => [num(c.id), c.provider, h("code", {}, c.masked_key), c.label ?? "",
-    h("span", { class: c.status === "active" ? "ok" : "bad" }, c.status)]);
+    h("span", { class: c.status === "active" ? "ok" : "bad" }, c.failure_reason ? `${c.status}: ${c.failure_reason}` : c.status)]);
 }
 
 const marginCells = (by) => (r) => [r[by], r.source, num(r.requests), usd(r.revenue_usd), usd(r.upstream_cost_usd), usd(r.margin_usd)];
