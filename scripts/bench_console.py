@@ -33,7 +33,7 @@ from relay.app import build_app  # noqa: E402
 from relay.db.engine import make_engine  # noqa: E402
 from relay.db.migrate import upgrade  # noqa: E402
 from relay.settings import Settings  # noqa: E402
-from relay.usage_daily import daily, margin, parse_range, seal  # noqa: E402
+from relay.usage_daily import daily, margin, margin_by_account, parse_range, seal  # noqa: E402
 from scripts.seed_size import seed, timed  # noqa: E402
 
 ADMIN = "bench-console-admin"
@@ -91,6 +91,8 @@ def main() -> None:
     hot, name = hot_account(engine)
     key = accounts.create_key(engine, name, label="bench_console").plaintext
     days = parse_range(None, None)
+    with engine.connect() as connection:
+        middle = connection.execute(text("SELECT (MIN(id) + MAX(id)) / 2 FROM account")).scalar()
     started = time.perf_counter()
     seal(engine, days)  # once per day per database: the relay-wide sums of days two or more days old
     print(f"  sealing the range's old days (first relay-wide read): {(time.perf_counter() - started) * 1000:.0f} ms")
@@ -98,8 +100,10 @@ def main() -> None:
     query: list[tuple[str, Callable[[], Any]]] = [
         ("account daily, 30 days (hot account)", lambda: daily(engine, days, hot)),
         ("relay daily, 30 days (every account)", lambda: daily(engine, days)),
-        ("margin by model, 30 days", lambda: margin(engine, days, "model")),
-        ("margin by account, 30 days", lambda: margin(engine, days, "account")),
+        ("margin by model, 30 days", lambda: margin(engine, days)),
+        ("margin by account, first 100 (hot one)", lambda: margin_by_account(engine, days, 100, 0)),
+        ("margin by account, 100 from the middle", lambda: margin_by_account(engine, days, 100, middle)),
+        ("margin by account, 1000 (largest page)", lambda: margin_by_account(engine, days, 1000, middle)),
         ("accounts overview, first 100", lambda: overview(engine, 100, 0)),
     ]
     print(f"\nmedian of {args.runs} (ms)                      query   HTTP")
@@ -107,6 +111,7 @@ def main() -> None:
     admin = {"Authorization": f"Bearer {ADMIN}"}
     account = {"Authorization": f"Bearer {key}"}
     paths = ["/v1/usage/daily", "/admin/usage/daily", "/admin/margin?by=model", "/admin/margin?by=account",
+             f"/admin/margin?by=account&after={middle}", f"/admin/margin?by=account&limit=1000&after={middle}",
              "/admin/overview?limit=100"]
     with httpx.Client(base_url=url, timeout=120) as client:
         for (name, work), path in zip(query, paths):

@@ -19,8 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import insert
 
-from relay import cli
+from relay import accounts, cli
 from relay.db.models import UsageRecord
+from relay.money import format_usd
 from tests.e2e.test_docs_page import ARTIFACTS, browser  # noqa: F401 - the shared Chromium fixture
 
 ADMIN = "admin-test-key"
@@ -159,7 +160,6 @@ def test_account_view(relay, browser, make_account, capsys, cli_env) -> None:  #
 
 
 def test_account_view_shows_the_keys_own_controls(relay, browser, make_account) -> None:  # noqa: F811
-    from relay import accounts
     from relay.key_admin import update_key
 
     acct = make_account(balance="10")
@@ -250,16 +250,42 @@ def test_operator_view(relay, browser) -> None:  # noqa: F811
 
 # --- the routes alone, as scripts use them ------------------------------------------------------
 
-def seed_records(relay: Any, account_id: int, count: int, start: datetime) -> list[dict]:
+def seed_records(relay: Any, account_id: int, count: int, start: datetime, errors: bool = False) -> list[dict]:
     rows = [{"id": f"req_{uuid.uuid4().hex}", "account_id": account_id, "route": "chat.completions",
              "model": ("gpt-4o-mini", "gpt-4o")[i % 2], "provider": "openai", "source": ("pool", "byok")[i % 3 == 0],
              "usage": {"input_tokens": 10 + i, "cached_input_tokens": i % 5, "output_tokens": 3 + i % 7},
-             "cost_nanos": 1_000 + 37 * i, "list_cost_nanos": 800 + 11 * i, "status": "error" if i % 10 == 9 else "ok",
+             "cost_nanos": 1_000 + 37 * i, "list_cost_nanos": 800 + 11 * i, "status": "error" if errors or i % 10 == 9 else "ok",
              "http_status": 502 if i % 10 == 9 else 200, "latency_ms": i % 300,
              "created_at": start + timedelta(minutes=17 * i)} for i in range(count)]
     with relay.state.engine.begin() as connection:
         connection.execute(insert(UsageRecord.__table__), rows)  # type: ignore[attr-defined]
     return rows
+
+
+def margin_by_account(relay: Any, range_: str, limit: int) -> list[dict]:
+    """Every page of GET /admin/margin?by=account, checked as it goes: account ids ascending
+    across pages, `next_after` the page's last id, each page's totals its rows'."""
+    rows: list[dict] = []
+    after = 0
+    while True:
+        page = httpx.get(f"{relay.url}/admin/margin?{range_}&by=account&limit={limit}&after={after}",
+                         headers={"Authorization": f"Bearer {ADMIN}"}).json()
+        ids = [r["account_id"] for r in page["data"]]
+        assert len(set(ids)) <= limit and ids == sorted(ids) and all(i > after for i in ids)
+        assert page["page_totals"] == usd_totals(page["data"])
+        rows += page["data"]
+        if not page["has_more"]:
+            assert page["next_after"] is None
+            break
+        assert page["next_after"] == ids[-1]
+        after = ids[-1]
+    return rows
+
+
+def usd_totals(rows: list[dict]) -> dict[str, Any]:
+    money = {k: format_usd(sum(int(Decimal(r[k]) * 10**9) for r in rows))
+             for k in ("revenue_usd", "upstream_cost_usd", "margin_usd")}
+    return {"requests": sum(r["requests"] for r in rows), **money}
 
 
 def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> None:
@@ -291,9 +317,8 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
         answer = httpx.get(f"{relay.url}/v1/usage/daily?{bad}", headers=auth)
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_range", bad
 
-    margin = httpx.get(relay.url + "/admin/margin?from=2026-03-01&to=2026-03-31&by=account",
-                       headers={"Authorization": f"Bearer {ADMIN}"}).json()
-    mine = {r["source"]: r for r in margin["data"] if r["account"] == acct.name}
+    margin = margin_by_account(relay, "from=2026-03-01&to=2026-03-31", limit=1)
+    mine = {r["source"]: r for r in margin if r["account"] == acct.name}
     for source in ("pool", "byok"):
         billed = [r for r in rows if r["source"] == source and r["status"] != "error"]
         revenue = sum(r["cost_nanos"] for r in billed)
@@ -302,7 +327,8 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
         assert Decimal(mine[source]["revenue_usd"]) * 10**9 == revenue
         assert Decimal(mine[source]["margin_usd"]) * 10**9 == revenue - upstream
 
-    for bad in ("by=key", "from=0001-01-01", "to=2026-02-30"):
+    for bad in ("by=key", "from=0001-01-01", "to=2026-02-30", "by=account&limit=0", "by=account&limit=1001",
+                "by=account&after=-1", "by=account&after=x", "by=account&after=99999999999"):
         answer = httpx.get(f"{relay.url}/admin/margin?{bad}", headers={"Authorization": f"Bearer {ADMIN}"})
         assert answer.status_code == 400 and answer.json()["error"]["message"], bad
     # Relay-wide: March is long past, so it is read sealed (usage_daily_relay); twice, the same.
@@ -312,7 +338,7 @@ def test_daily_margin_and_csv_routes(relay, make_account, capsys, cli_env) -> No
         assert {(d["day"], d["model"]): [d["requests"], d["errors"], d["input_tokens"], d["output_tokens"],
                                          int(Decimal(d["cost_usd"]) * 10**9)] for d in relay_daily["data"]} == dict(expected)
         by_model = httpx.get(relay.url + "/admin/margin?from=2026-03-01&to=2026-03-31&by=model", headers=admin).json()
-        assert by_model["totals"] == margin["totals"]
+        assert by_model["totals"] == usd_totals(margin)  # every page together: the range's totals
     one_account = httpx.get(f"{relay.url}/admin/usage/daily?account={acct.name}&from=2026-03-02&to=2026-03-02&model=gpt-4o",
                      headers=admin).json()
     assert one_account["data"] == one_day["data"] and one_account["totals"] == one_day["totals"]
@@ -381,3 +407,42 @@ def test_migration_rolls_up_existing_records(tmp_path) -> None:
     after = expected[("2026-03-02", "gpt-4o")]
     after[0], after[1], after[3] = after[0] + 1, after[1] + 7, after[3] + 1000
     assert rolled == {k: tuple(v) for k, v in expected.items()}
+
+
+def test_operator_pages_margin_by_account(relay, browser) -> None:  # noqa: F811
+    """101 accounts with usage in May 2025 (and one with only errors, which bill nothing): the
+    route answers them in keyset pages whose sums are the by-model totals, and the operator view
+    shows 100 then, on "More accounts", the rest, in id order. Last in this file: the relay is
+    shared by the session, and these accounts would push the operator test's account off the
+    overview's first page."""
+    tag = uuid.uuid4().hex[:6]
+    made = [accounts.create_account(relay.state.engine, f"mpage-{tag}-{i:03}", "starter") for i in range(102)]
+    start = datetime(2025, 5, 3, 12, tzinfo=timezone.utc)
+    for i, account in enumerate(made):
+        seed_records(relay, account.id, 3 if i < 101 else 10, start + timedelta(days=i % 20), errors=i == 101)
+    names = [a.name for a in made[:101]]
+
+    may = "from=2025-05-01&to=2025-05-31"
+    rows = margin_by_account(relay, may, limit=7)
+    assert [r["account"] for r in rows if r["account"].startswith(f"mpage-{tag}") and r["source"] == "pool"] == names
+    assert made[101].name not in {r["account"] for r in rows}
+    by_model = httpx.get(f"{relay.url}/admin/margin?{may}&by=model", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert by_model.json()["totals"] == usd_totals(rows)
+
+    page, problems = open_console(browser, relay, ADMIN)
+    page.wait_for_selector("body[data-view='operator']", timeout=15_000)
+    page.fill("#margin-from", "2025-05-01")
+    page.fill("#margin-to", "2025-05-31")
+    page.click("#margin-range button[type=submit]")
+    page.wait_for_selector("#margin-account[data-accounts='100']")
+    assert page.is_visible("#margin-account-more")
+    while page.is_visible("#margin-account-more"):
+        shown = page.get_attribute("#margin-account", "data-accounts")
+        page.click("#margin-account-more")
+        page.wait_for_selector(f"#margin-account:not([data-accounts='{shown}'])")
+    listed = page.locator("#margin-account tbody tr td:first-child").all_inner_texts()
+    assert [n for n in dict.fromkeys(listed) if n.startswith(f"mpage-{tag}")] == names
+    assert "more follow" not in page.inner_text("#margin-account tfoot")
+    page.screenshot(path=str(ARTIFACTS / "console-operator-margin.png"), full_page=True)
+    assert not problems, problems
+    page.close()

@@ -136,16 +136,33 @@ async function loadPool() {
 
 const marginCells = (by) => (r) => [r[by], r.source, num(r.requests), usd(r.revenue_usd), usd(r.upstream_cost_usd), usd(r.margin_usd)];
 
+let marginRange = null;
+let marginAfter = null;
+
+const totalsRow = (label, t) => h("tr", {}, ...[label, "", t.requests, `$${t.revenue_usd}`, `$${t.upstream_cost_usd}`, `$${t.margin_usd}`]
+  .map((v, i) => h("th", { class: i > 1 ? "num" : "" }, v)));
+
 async function loadMargin() {
-  const range = { from: $("#margin-from").value, to: $("#margin-to").value };
-  for (const by of ["model", "account"]) {
-    const report = await get(`/admin/margin${query({ ...range, by })}`);
-    const table = $(`#margin-${by}`);
-    fillRows(table, report.data, marginCells(by));
-    const t = report.totals;
-    table.tFoot.replaceChildren(h("tr", {}, ...["Total", "", t.requests, `$${t.revenue_usd}`, `$${t.upstream_cost_usd}`, `$${t.margin_usd}`]
-      .map((v, i) => h("th", { class: i > 1 ? "num" : "" }, v))));
-  }
+  marginRange = { from: $("#margin-from").value, to: $("#margin-to").value };
+  const report = await get(`/admin/margin${query({ ...marginRange, by: "model" })}`);
+  fillRows($("#margin-model"), report.data, marginCells("model"));
+  $("#margin-model").tFoot.replaceChildren(totalsRow("Total", report.totals));
+  await loadMarginAccounts();
+}
+
+// By account: pages of 100 accounts in id order ("More" appends the next); the range's totals
+// are the by-model table's.
+async function loadMarginAccounts(more = false) {
+  const after = more ? String(marginAfter) : "";
+  const page = await get(`/admin/margin${query({ ...marginRange, by: "account", limit: "100", after })}`);
+  const table = $("#margin-account");
+  (more ? appendRows : fillRows)(table, page.data, marginCells("account"));
+  const shown = new Set([...table.tBodies[0].rows].map((row) => row.cells[0].textContent)).size;
+  table.tFoot.replaceChildren(h("tr", {}, h("th", { colspan: "6" },
+    `${shown} account${shown === 1 ? "" : "s"} shown${page.has_more ? ", more follow" : ""}; totals under By model`)));
+  marginAfter = page.next_after;
+  $("#margin-account-more").hidden = !page.has_more;
+  table.dataset.accounts = String(shown);
 }
 
 async function pollLive() {
@@ -174,6 +191,7 @@ export async function showOperator() {
   $("#set-limits").addEventListener("click", setLimits);
   $("#create-key").addEventListener("submit", createKey);
   $("#detail-refresh").addEventListener("click", () => refreshAccount().catch((e) => toast(e.message, true)));
+  $("#margin-account-more").addEventListener("click", () => loadMarginAccounts(true).catch((e) => toast(e.message, true)));
   $("#margin-range").addEventListener("submit", (event) => {
     event.preventDefault();
     loadMargin().catch((e) => toast(e.message, true));
