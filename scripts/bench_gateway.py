@@ -9,7 +9,7 @@ scenario by scenario, rep by rep, so each ratio comes from the same minutes of t
 Peers: direct (the fake upstream), litellm-1w, litellm-2w, portkey, relay-before (an earlier
 checkout with its own .venv, --before-checkout) and relay (this checkout); with
 --observability-compare, relay-obs-on (metrics, request log and JSON logs on) and relay-obs-off
-(RELAY_METRICS=off, RELAY_REQUEST_LOG=off), both this checkout, in place of relay.
+(RELAY_METRICS=off, RELAY_REQUEST_LOG=off), both this checkout, alone.
 Scenarios (--scenarios takes names or the groups chat, stream, messages, translated):
   chat, stream-ttft + stream, messages          as in the shared harness
   chat→claude, chat→claude stream               OpenAI chat for a Claude model (relays only)
@@ -314,7 +314,7 @@ def options() -> argparse.Namespace:
                     help="from direct,litellm-1w,litellm-2w,portkey,relay-before,relay")
     ap.add_argument("--only-relay", action="store_true", help="skip LiteLLM Proxy and Portkey")
     ap.add_argument("--observability-compare", action="store_true",
-                    help="peers direct, relay-obs-on and relay-obs-off (this checkout with metrics and JSON "
+                    help="peers relay-obs-on and relay-obs-off (this checkout with metrics and JSON "
                     "request logs on, and off): what observability costs, in one interleaved run")
     ap.add_argument("--before-checkout", default="/tmp/relay-baseline", help="relay-before: a checkout with .venv")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
@@ -350,7 +350,7 @@ def options() -> argparse.Namespace:
     if args.only_relay:
         args.peers = ",".join(p for p in args.peers.split(",") if p.strip() in ("direct", *RELAY_PEERS))
     if args.observability_compare:
-        args.peers = ",".join(["direct", *OBSERVABILITY])
+        args.peers = ",".join(OBSERVABILITY)  # alone, so the two alternate back to back (ABBA)
         if args.profile_peer not in OBSERVABILITY:
             args.profile_peer = "relay-obs-on"
     return args
