@@ -1,4 +1,4 @@
-"""The operator console's account table (`GET /admin/accounts/overview`): a keyset page of
+"""The operator console's account table (`GET /admin/overview`): a keyset page of
 accounts with tier, limits, balance, what requests hold, and lifetime spend, in one statement
 (spend from the trigger-kept usage_total row, never a sum over records)."""
 
@@ -15,7 +15,8 @@ from relay.operator import MAX_PAGE
 from relay.schemas.limits import MAX_ID
 
 
-def overview(engine: Engine, limit: int = 100, after: int = 0) -> dict[str, Any]:
+def overview(engine: Engine, limit: int = 100, after: int = 0, name: str | None = None) -> dict[str, Any]:
+    """A keyset page of accounts in id order, or the one account named `name` (none if unknown)."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be from 1 to {MAX_PAGE}")
     if not 0 <= after <= MAX_ID:
@@ -29,7 +30,7 @@ def overview(engine: Engine, limit: int = 100, after: int = 0) -> dict[str, Any]
     statement = (select(a.id, a.name, a.tier, a.rpm_limit, a.tpm_limit, a.balance_nanos, a.held_nanos,
                         leased.label("leased"), func.coalesce(t.requests, 0), func.coalesce(t.cost_nanos, 0))
                  .select_from(Account.__table__.outerjoin(UsageTotal.__table__, t.account_id == a.id))  # type: ignore[attr-defined]
-                 .where(a.id > after).order_by(a.id).limit(limit + 1))
+                 .where(a.name == name if name is not None else a.id > after).order_by(a.id).limit(limit + 1))
     with read_connection(engine) as connection:
         rows = connection.execute(statement).all()
     page = []

@@ -30,8 +30,8 @@ from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.key_health import recheck_failing
 from relay.limits import build_limiter
-from relay import metrics, observe, tracing
-from relay.routes import admin, byok, docs, health, models, responses, usage
+from relay import alerts, metrics, observe, tracing
+from relay.routes import admin, aggregates, byok, console, docs, health, key, models, responses, usage
 from relay.routes.metrics import metrics_endpoint
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
 from relay.settings import Settings
@@ -159,6 +159,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         heartbeat = loop.create_task(relay.billing.heartbeat())
         recheck = loop.create_task(recheck_failing(relay))  # failing keys rejoin once they work
         sampler = loop.create_task(sample_backlog(relay)) if metrics.MULTIPROCESS else None
+        alerting = alerts.start(relay.engine, relay.settings)  # None unless RELAY_WEBHOOK_URL is set
         tracing.configure()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set; otherwise off
         yield
         sweeper.cancel()
@@ -166,6 +167,8 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         recheck.cancel()
         if sampler is not None:
             sampler.cancel()
+        if alerting is not None:
+            alerting.cancel()
         await relay.drain()  # settle what is in flight before the process goes
         await relay.billing.close()
         await relay.limiter.close()
@@ -176,10 +179,13 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         return [*inference_routes(INFERENCE_OPERATIONS, source),
                 *models.routes(source),
                 *responses.routes(),  # stored Responses API answers: GET/DELETE, input_items
-                Route("/usage", usage.usage, methods=["GET"])]
+                Route("/usage", usage.usage, methods=["GET"]),
+                Route("/key", key.key, methods=["GET"]),  # the calling key's controls (relay.key_controls)
+                *aggregates.account_routes()]  # /usage/daily, /limits: what the console reads
 
     routes = [
         Route("/", docs.docs),
+        Route("/console", console.console),  # the web console (relay/static/console/)
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),  # the docs page's script
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
@@ -187,12 +193,12 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         Mount("/v1", routes=api("pool")),
         Mount("/byok/v1", routes=api("byok")),
         *byok.routes(),  # /byok/credentials: the caller's own stored keys
-        Mount("/admin", routes=admin.routes),
+        Mount("/admin", routes=[*aggregates.admin_routes, *admin.routes]),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ClientErrorLog)],
+        middleware=[Middleware(ClientErrorLog), Middleware(console.ConsoleHeaders)],
         exception_handlers={HTTPException: http_error, ClientDisconnect: client_gone, Exception: unexpected_error},
     )
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
 
 import anyio.to_thread
@@ -22,10 +22,11 @@ from relay.catalog import CatalogModel
 from relay.db.models import utcnow
 from relay.group_commit import LedgerWriter
 from relay.leases import Lease, Leases, lease_size, new_lease_id
-from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp
+from relay.ledger_batch import HoldOp, MoveOp, ReleaseOp, SettleOp
 from relay.errors import RelayError
+from relay.key_controls import KeyBudgetExceeded, budget_exceeded
 from relay.money import format_usd
-from relay.pricing import cost_nanos
+from relay.pricing import cost_nanos, fee_nanos, tier_above
 from relay.usage import Usage
 
 
@@ -48,11 +49,23 @@ class Outcome:
 
 
 def price(model: CatalogModel, usage: Usage, caller: Caller, source: str) -> Charge:
+    usage.tier_above_tokens = tier_above(model.list, usage)  # the record says which price set applied
     list_cost = cost_nanos(model.list, usage)
     if source == "byok":
-        fee = (Decimal(list_cost) * caller.tier.byok_fee_percent / 100).quantize(Decimal(1), ROUND_HALF_UP)
-        return Charge(int(fee), list_cost)
+        return Charge(fee_nanos(model.list, usage, caller.tier.byok_fee_percent), list_cost)
     return Charge(cost_nanos(model.sell, usage), list_cost)
+
+
+def overdraft_refusal(worst_nanos: int) -> RelayError:
+    """An adaptive hold fits the balance, but the worst case of the requests in flight would not
+    fit the balance plus the account's overdraft allowance (relay.hold_policy)."""
+    return RelayError(
+        402,
+        f"Insufficient balance: this request may cost up to ${format_usd(worst_nanos)} (max_tokens), and with "
+        "the requests already in flight that is more than your balance plus your overdraft allowance covers. "
+        "Wait for requests in flight to finish, top up your balance, or lower max_tokens.",
+        "insufficient_balance",
+    )
 
 
 # Speculative dispatch (pipeline) only when the last known available balance is this many times
@@ -78,6 +91,11 @@ class Billing:
         self.leases = Leases()
         self._taking: set[asyncio.Task] = set()
         self._available: dict[int, int] = {}  # account → available balance at its last hold here
+        self._key_holds: dict[str, int] = {}  # request → the key whose budget its hold is also on
+        # Streams admitted from a lease, until they outlive one checkpoint interval and move to a
+        # hold of their own (see _move_to_own_hold); and those moving right now.
+        self._leased_streams: dict[str, _LeasedStream] = {}
+        self._moving: dict[str, asyncio.Future] = {}
 
     def covers_easily(self, account_id: int, amount_nanos: int) -> bool:
         """The account's available balance, when this process last placed one of its holds, covered
@@ -90,15 +108,24 @@ class Billing:
             self._available.clear()  # bounded: a forgotten account just skips one speculation
         self._available[account_id] = available_nanos
 
-    async def hold(self, caller: Caller, request_id: str, amount_nanos: int) -> None:
-        """Reserve the estimate, or refuse with 402 before anything is spent."""
-        op = HoldOp(caller.account_id, request_id, amount_nanos)
+    async def hold(self, caller: Caller, request_id: str, amount_nanos: int, exposure_nanos: int = 0) -> None:
+        """Reserve the estimate, or refuse with 402 before anything is spent. A key with a budget
+        has the estimate held on its budget too, in the same transaction (relay.key_budget)."""
+        budgeted = caller.controls is not None and caller.controls.budgeted
+        op = HoldOp(caller.account_id, request_id, amount_nanos, key_id=caller.key_id if budgeted else None,
+                    exposure_nanos=exposure_nanos)
         try:
             await self.writer.submit(op)
             self.open_holds.setdefault(request_id, None)
+            if op.key_id is not None:
+                self._key_holds[request_id] = op.key_id
             self._saw(caller.account_id, op.available_after or 0)
+        except KeyBudgetExceeded as exc:
+            raise budget_exceeded(exc) from None
         except ledger.InsufficientBalance as exc:
             self._saw(caller.account_id, exc.available_nanos)
+            if exposure_nanos and exc.available_nanos >= amount_nanos:
+                raise overdraft_refusal(amount_nanos + exposure_nanos) from None
             raise RelayError(
                 402,
                 f"Insufficient balance: this request may cost up to ${format_usd(amount_nanos)} "
@@ -112,8 +139,11 @@ class Billing:
                      record: dict[str, Any], lease: Lease | None = None, estimate_nanos: int = 0) -> None:
         """Charge once, release the hold (or draw on the lease) and write the usage record, in one
         transaction."""
+        if lease is not None:
+            held, lease = await self._on_lease(request_id, held, lease)
         if lease is None:
-            await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held, record))
+            await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held, record,
+                                              key_id=self._key_holds.get(request_id)))
             self._forget(request_id)
             return
         drawn = self.leases.draw(lease, charge.cost_nanos)
@@ -126,8 +156,11 @@ class Billing:
     async def abandon(self, caller: Caller, request_id: str, held: bool, record: dict[str, Any],
                       lease: Lease | None = None, estimate_nanos: int = 0) -> None:
         """No answer: release the hold (if one was placed) without charge, and record why."""
+        if lease is not None:
+            held, lease = await self._on_lease(request_id, held, lease)
         try:
-            await self.writer.submit(ReleaseOp(caller.account_id, request_id, held, record))
+            await self.writer.submit(ReleaseOp(caller.account_id, request_id, held, record,
+                                               key_id=self._key_holds.get(request_id)))
         finally:
             self._forget(request_id)
             if lease is not None:
@@ -179,14 +212,48 @@ class Billing:
         await self.writer.submit(ReleaseOp(lease.account_id, lease.id, True, None))
         self._forget(lease.id)
 
-    def track(self, request_id: str, checkpoint: Callable[[], dict[str, Any]]) -> None:
-        """A held stream has started: from now on the heartbeat writes its checkpoint, so a crash
-        of this process charges what was relayed up to the last one (not nothing)."""
+    def track(self, request_id: str, checkpoint: Callable[[], dict[str, Any]], lease: Lease | None = None,
+              estimate_nanos: int = 0) -> None:
+        """A stream has started: from now on the heartbeat writes its checkpoint, so a crash of this
+        process charges what was relayed up to the last one (not nothing). A stream admitted from
+        a lease first moves to a hold of its own, once it has outlived a checkpoint interval: most
+        streams end sooner and never write anything before their settlement."""
         if request_id in self.open_holds:
             self.open_holds[request_id] = checkpoint
+        elif lease is not None:
+            self._leased_streams[request_id] = _LeasedStream(lease, estimate_nanos, checkpoint)
+
+    async def _move_to_own_hold(self, request_id: str) -> None:
+        stream = self._leased_streams.pop(request_id, None)
+        if stream is None:
+            return
+        lease, moved = stream.lease, min(stream.estimate_nanos, stream.lease.amount_nanos)
+        lease.amount_nanos -= moved  # now, so that draws meanwhile leave it in the lease's row
+        done = self._moving[request_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.writer.submit(MoveOp(lease.account_id, request_id, lease.id, moved))
+        except Exception:  # noqa: BLE001 - the lease expired: the stream settles as leased, charged once
+            lease.amount_nanos += moved
+            done.set_result(None)
+            return
+        finally:
+            self._moving.pop(request_id, None)
+        self.open_holds[request_id] = stream.checkpoint
+        done.set_result(None)
+        await self._finish(lease, stream.estimate_nanos, moved)
+
+    async def _on_lease(self, request_id: str, held: bool, lease: Lease) -> tuple[bool, Lease | None]:
+        """How a request admitted from `lease` ends: on the lease, or on the hold its stream
+        moved to (waiting for a move in progress)."""
+        self._leased_streams.pop(request_id, None)
+        moving = self._moving.get(request_id)
+        if moving is not None:
+            await asyncio.shield(moving)
+        return (True, None) if request_id in self.open_holds else (held, lease)
 
     def _forget(self, request_id: str) -> None:
         self.open_holds.pop(request_id, None)
+        self._key_holds.pop(request_id, None)
         self._written.pop(request_id, None)
 
     def _checkpoints(self) -> dict[str, dict[str, Any]]:
@@ -213,6 +280,10 @@ class Billing:
             try:
                 for lease in self.leases.idle():
                     await self._return(lease)
+                since = time.monotonic() - every_s
+                moving = [rid for rid, stream in self._leased_streams.items() if stream.started <= since]
+                if moving:
+                    await asyncio.gather(*(self._move_to_own_hold(rid) for rid in moving))
                 if not self.open_holds:
                     continue
                 until = utcnow() + timedelta(seconds=self.hold_ttl_s)
@@ -230,6 +301,14 @@ class Billing:
             if lease.in_flight == 0:
                 await self._return(lease)
         await self.writer.close()
+
+
+@dataclass
+class _LeasedStream:
+    lease: Lease
+    estimate_nanos: int
+    checkpoint: Callable[[], dict[str, Any]]
+    started: float = field(default_factory=time.monotonic)
 
 
 async def sweep_expired_holds(billing: Billing, every_s: float | None = None) -> None:

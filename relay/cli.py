@@ -13,12 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from relay import accounts, ledger, operator
+from relay import accounts, key_admin, ledger, operator, usage_csv
 from relay.credentials import CredentialStore
 from relay.crypto import SecretBox
 from relay.db.engine import make_engine
 from relay.db.migrate import upgrade
 from relay.settings import Settings
+from relay.usage_log import UsageQuery
 
 Handler = Callable[[argparse.Namespace, Settings], Any]
 
@@ -164,18 +165,52 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> dict:
     return {"status": "ok", "database": settings.database_url.split("@")[-1]}
 
 
+def _key_controls(args: argparse.Namespace) -> dict[str, Any]:
+    """The control options given on the command line ('none' clears one on update)."""
+    return {name: getattr(args, name) for name in key_admin.CONTROLS if getattr(args, name) is not None}
+
+
+def _catalog(settings: Settings) -> Any:
+    from relay.catalog import load_catalog
+
+    return load_catalog(settings.catalog)
+
+
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> Any:
-    created = operator.create_key(_engine(settings), args.account, args.label)
+    controls = _key_controls(args)
+    catalog = _catalog(settings) if "models" in controls else None
+    created = key_admin.create_key(_engine(settings), catalog, args.account, args.label, **controls)
     if args.json:
         return created
     print(created["key"])  # alone on stdout, so `KEY=$(relay keys create acme)` works
     return None
 
 
+def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> Any:
+    controls = _key_controls(args)
+    if not controls:
+        raise ValueError("nothing to update: give --budget-usd, --budget-period, --models, --rpm or --tpm")
+    catalog = _catalog(settings) if "models" in controls else None
+    return key_admin.update_key(_engine(settings), catalog, args.key_id, **controls)
+
+
+def _control_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget-usd", help="spend cap in USD per period ('none' removes it)")
+    p.add_argument("--budget-period", help="day, week, month (UTC calendar periods) or total (default)")
+    p.add_argument("--models", help="allowlist, comma-separated catalog names ('none' allows every model)")
+    p.add_argument("--rpm", help="the key's requests per minute, within the account's ('none' clears)")
+    p.add_argument("--tpm", help="the key's tokens per minute, within the account's ('none' clears)")
+
+
 def cmd_usage(args: argparse.Namespace, settings: Settings) -> Any:
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
+    if args.csv:  # every record since `since`, as GET /v1/usage?format=csv writes them
+        engine = _engine(settings)
+        query = UsageQuery(account_id=accounts.get_account(engine, args.account).id, since=since)
+        sys.stdout.writelines(usage_csv.iter_csv(engine, query))
+        return None
     report = operator.usage(_engine(settings), args.account, since)
     if args.json:
         return report
@@ -203,6 +238,11 @@ def _set_limits(args: argparse.Namespace, settings: Settings) -> dict:
     keep = operator.KEEP
     return operator.set_limits(_engine(settings), args.name, keep if args.rpm is None else args.rpm,
                                keep if args.tpm is None else args.tpm)
+
+
+def _set_hold_policy(args: argparse.Namespace, settings: Settings) -> dict:
+    return operator.set_hold_policy(_engine(settings), args.name, args.policy, args.overdraft_usd,
+                                    settings.overdraft_limit_usd)
 
 
 def _rotate(args: argparse.Namespace, settings: Settings) -> dict:
@@ -250,11 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--rpm")
     p.add_argument("--tpm")
+    p = command(acc, "set-hold-policy", _set_hold_policy,
+                "worst_case: hold prompt + max_tokens; adaptive: hold an estimate, overdraft bounded")
+    p.add_argument("name")
+    p.add_argument("policy", choices=["worst_case", "adaptive"])
+    p.add_argument("--overdraft-usd", help="how far below zero the balance may go (adaptive; default "
+                   "RELAY_OVERDRAFT_LIMIT_USD when switching to adaptive)")
+    p = command(acc, "set-alert", _with_engine(operator.set_alert, "name", "low_balance_usd"),
+                "low-balance webhook threshold in USD ('0': depleted only; 'none' turns alerts off)")
+    p.add_argument("name")
+    p.add_argument("--low-balance-usd", required=True)
 
     keys = groups.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     p = command(keys, "create", cmd_keys_create, "create a key (printed once)")
     p.add_argument("account")
     p.add_argument("--label")
+    _control_options(p)
+    p = command(keys, "update", cmd_keys_update, "change a key's budget, allowlist or limits")
+    p.add_argument("key_id", type=int)
+    _control_options(p)
     command(keys, "list", _with_engine(operator.list_keys, "account"), "list an account's keys").add_argument("account")
     command(keys, "revoke", _with_engine(operator.revoke_key, "key_id"), "revoke a key").add_argument("key_id", type=int)
 
@@ -295,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(groups, "usage", cmd_usage, "an account's usage records, newest first")
     p.add_argument("account")
     p.add_argument("--since", help="ISO date or time (UTC when no zone)")
+    p.add_argument("--csv", action="store_true", help="every record as CSV (finance's export)")
     return parser
 
 

@@ -16,7 +16,9 @@ What does not move:
   own hold, so a 402 means the balance, not a lease elsewhere, ran out.
 - A process that dies stops extending its leases like its holds: they expire and are freed
   (ledger._expire). Its leased requests' answers were all charged before their last byte left.
-- Streams keep holds of their own: their checkpoints live on them.
+- Streams are admitted from leases too. One that outlives a checkpoint interval moves its
+  estimate out of the lease's hold row into a hold of its own (relay.billing, ledger_batch.MoveOp),
+  where the heartbeat writes its checkpoints: a crash charges it like any held stream.
 """
 
 from __future__ import annotations

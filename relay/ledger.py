@@ -40,6 +40,21 @@ for one request at a time that is at most (actual − estimate) of that request.
 a request whose hold expired before it settled is charged in full (its hold was already freed, so
 the whole charge counts as overshoot — keep the hold TTL above the longest request); BYOK platform
 fees (`charge_without_hold`) and negative operator adjustments are not admission-checked.
+
+Adaptive holds and the overdraft bound (relay.hold_policy)
+-----------------------------------------------------------
+An adaptive hold holds less than its worst case w (prompt + max_tokens, priced) and records the
+rest, its exposure e = w − h, on the hold and in `Account.exposure_nanos` (Σ open holds' exposure;
+freed with the hold by settle, release and expiry). A hold is admitted only while
+
+    balance − held ≥ h   and   balance − held − exposure + overdraft_nanos ≥ h + e
+
+(one conditional UPDATE, relay.ledger_sql). So B − H − E ≥ −L holds after every admission, and
+every later step keeps it: a settlement lowers B by its charge c and H + E by h + e ≥ c; a
+release or an expiry only frees. Since H, E ≥ 0, the balance never falls below −overdraft_nanos
+however many requests run at once, provided each charge is at most the worst case it was admitted
+with (the caveats above: a hold that expired before its settlement, fees, adjustments; and a
+provider counting more prompt tokens than the tokenizer's estimate).
 """
 
 from __future__ import annotations
@@ -53,6 +68,7 @@ from sqlalchemy import Engine, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
+from relay import key_budget
 from relay.db.engine import session_scope
 from relay.db.models import Account, Hold, LedgerEntry, UsageRecord, utcnow
 
@@ -334,6 +350,9 @@ def _reserve(session: Session, account_id: int, amount_nanos: int) -> bool:
         .where(
             _accounts.c.id == account_id,
             _accounts.c.balance_nanos - _accounts.c.held_nanos >= amount_nanos,
+            # adaptive holds' exposure stays covered (relay.hold_policy; ledger_sql.reserve_sql)
+            _accounts.c.balance_nanos - _accounts.c.held_nanos - _accounts.c.exposure_nanos
+            + _accounts.c.overdraft_nanos >= amount_nanos,
         )
         .values(held_nanos=_accounts.c.held_nanos + amount_nanos)
     )
@@ -358,12 +377,13 @@ def settle(
     with session_scope(engine) as session:
         closed = _close_hold(session, request_id, "settled")
         if closed is not None:
-            account_id, held = closed
+            account_id, held, exposure = closed
             session.exec(
                 update(_accounts)
                 .where(_accounts.c.id == account_id)
                 .values(
                     held_nanos=_accounts.c.held_nanos - held,
+                    exposure_nanos=_accounts.c.exposure_nanos - exposure,
                     balance_nanos=_accounts.c.balance_nanos - charge_nanos,
                 )
             )
@@ -413,11 +433,11 @@ def release(engine: Engine, request_id: str) -> bool:
         closed = _close_hold(session, request_id, "released")
         if closed is None:
             return False
-        account_id, held = closed
+        account_id, held, exposure = closed
         session.exec(
             update(_accounts)
             .where(_accounts.c.id == account_id)
-            .values(held_nanos=_accounts.c.held_nanos - held)
+            .values(held_nanos=_accounts.c.held_nanos - held, exposure_nanos=_accounts.c.exposure_nanos - exposure)
         )
         session.exec(
             insert(_entries).values(
@@ -427,16 +447,16 @@ def release(engine: Engine, request_id: str) -> bool:
         return True
 
 
-def _close_hold(session: Session, request_id: str, status: str) -> Optional[tuple[int, int]]:
-    """Flip an open hold; (account_id, amount) if this call did it. The WHERE status = 'open'
-    is what makes settle/release/expire exactly-once."""
+def _close_hold(session: Session, request_id: str, status: str) -> Optional[tuple[int, int, int]]:
+    """Flip an open hold; (account_id, amount, exposure) if this call did it. The WHERE status =
+    'open' is what makes settle/release/expire exactly-once."""
     row = session.exec(
         update(_holds)
         .where(_holds.c.id == request_id, _holds.c.status == "open")
         .values(status=status)
-        .returning(_holds.c.account_id, _holds.c.amount_nanos)
+        .returning(_holds.c.account_id, _holds.c.amount_nanos, _holds.c.exposure_nanos)
     ).first()
-    return None if row is None else (row.account_id, row.amount_nanos)
+    return None if row is None else (row.account_id, row.amount_nanos, row.exposure_nanos)
 
 
 def extend_holds(engine: Engine, request_ids: Sequence[str], until: datetime,
@@ -482,15 +502,18 @@ def _expire(session: Session, now: datetime, account_id: Optional[int]) -> int:
         update(_holds)
         .where(_holds.c.id.in_(due.with_for_update(skip_locked=True)), _holds.c.status == "open")
         .values(status="expired")
-        .returning(_holds.c.id, _holds.c.account_id, _holds.c.amount_nanos, _holds.c.checkpoint)
+        .returning(_holds.c.id, _holds.c.account_id, _holds.c.amount_nanos, _holds.c.checkpoint,
+                   _holds.c.exposure_nanos)
     ).all()
     if not rows:
         return 0
     freed: dict[int, int] = defaultdict(int)
     charged: dict[int, int] = defaultdict(int)
+    exposed: dict[int, int] = defaultdict(int)  # adaptive holds' exposure, freed with them
     entries, records = [], []
     for row in rows:
         freed[row.account_id] += row.amount_nanos
+        exposed[row.account_id] += row.exposure_nanos
         entries.append(_entry(row.account_id, "release", row.amount_nanos, row.id, now, note="expired"))
         if row.checkpoint:
             charge = int(row.checkpoint["charge_nanos"])
@@ -502,13 +525,18 @@ def _expire(session: Session, now: datetime, account_id: Optional[int]) -> int:
         update(_accounts)
         .where(_accounts.c.id == bindparam("b_account"))
         .values(held_nanos=_accounts.c.held_nanos - bindparam("b_freed"),
+                exposure_nanos=_accounts.c.exposure_nanos - bindparam("b_exposed"),
                 balance_nanos=_accounts.c.balance_nanos - bindparam("b_charged")),
         # Accounts in id order, so two sweepers lock them in the same order.
-        params=[{"b_account": a, "b_freed": freed[a], "b_charged": charged[a]} for a in sorted(freed)],
+        params=[{"b_account": a, "b_freed": freed[a], "b_charged": charged[a], "b_exposed": exposed[a]}
+                for a in sorted(freed)],
     )
     session.exec(insert(_entries).values(entries))
     if records:
         session.exec(insert(_records), params=records)
+    # Budgeted keys' holds: freed on the key too, and a checkpoint counted as the key's spend.
+    key_budget.expired(session, [(row.id, row.amount_nanos, int(row.checkpoint["charge_nanos"]) if row.checkpoint
+                                  else 0) for row in rows])
     return len(rows)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, select
 
 from sqlmodel import Session
 
-from relay import ledger, ledger_sql
+from relay import key_budget, ledger, ledger_sql
 from relay.db.engine import session_scope
 from relay.db.models import UsageRecord, utcnow
 from relay.ledger_sql import DriverSql
@@ -41,6 +41,8 @@ class HoldOp:
     request_id: str
     amount_nanos: int
     available_after: Optional[int] = None  # set when admitted: the account's available balance then
+    key_id: Optional[int] = None  # a key with a budget: held on it too, in the same transaction
+    exposure_nanos: int = 0  # an adaptive hold's worst-case cost beyond amount_nanos (relay.hold_policy)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class SettleOp:
     record: dict[str, Any]
     lease: Optional[str] = None
     draw_nanos: int = 0
+    key_id: Optional[int] = None  # the hold was also on this key's budget (HoldOp.key_id)
 
 
 @dataclass
@@ -67,9 +70,23 @@ class ReleaseOp:
     request_id: str
     held: bool
     record: Optional[dict[str, Any]]
+    key_id: Optional[int] = None  # the hold was also on this key's budget (HoldOp.key_id)
 
 
-Op = HoldOp | SettleOp | ReleaseOp
+@dataclass
+class MoveOp:
+    """A stream admitted from a lease outlived one checkpoint interval: `amount_nanos` of the
+    lease's hold row becomes a hold of the stream's own, where its checkpoints are written
+    (relay.billing). Money only moves between two open hold rows: the account's held total and
+    the hold/release entries are unchanged until the stream's hold is settled."""
+
+    account_id: int
+    request_id: str
+    lease: str
+    amount_nanos: int
+
+
+Op = HoldOp | SettleOp | ReleaseOp | MoveOp
 
 
 @dataclass
@@ -81,6 +98,9 @@ class _Batch:
     records: list[dict[str, Any]] = field(default_factory=list)
     balance: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     held: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    exposure: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # account → Δ exposure_nanos
+    keys: dict[int, dict[int, list[int]]] = field(default_factory=lambda: defaultdict(dict))  # account → key → [held, spent]
+    key_holds: list[tuple[str, int]] = field(default_factory=list)  # new holds on a key's budget
     later: list[tuple[int, Op]] = field(default_factory=list)  # to run one by one through relay.ledger
 
 
@@ -94,9 +114,12 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
     # statements go to the driver directly (relay.ledger_sql says why).
     with engine.begin() as connection:
         _close_holds(connection, sql, ops, batch)
+        _move_from_leases(connection, sql, ops, batch, results)
         _apply_to_accounts(connection, sql, ops, batch, results)
         if batch.holds:
             sql.insert_holds(connection, batch.holds)
+        if batch.key_holds:
+            key_budget.mark_holds(connection, batch.key_holds)
         if batch.entries:
             sql.insert_entries(connection, batch.entries)
         if batch.records:
@@ -124,10 +147,12 @@ def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _
     for status, cls in (("settled", SettleOp), ("released", ReleaseOp)):
         ids = [rid for rid, op in closing.items() if isinstance(op, cls)]
         if ids:
-            closed.update({rid: (account_id, amount) for rid, account_id, amount in sql.close_holds(connection, ids, status)})
+            for rid, account_id, amount, exposure in sql.close_holds(connection, ids, status):
+                closed[rid] = (account_id, amount)
+                batch.exposure[account_id] -= exposure  # its worst case is settled or gone
     drawn = _draw_from_leases(connection, sql, ops)
     for index, op in enumerate(ops):
-        if isinstance(op, HoldOp):
+        if isinstance(op, (HoldOp, MoveOp)):
             continue
         if isinstance(op, SettleOp) and op.lease:
             if op.lease not in drawn:  # the lease expired under it: charged like a BYOK fee, once
@@ -141,6 +166,8 @@ def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _
                 continue
             account_id, amount = closed[op.request_id]
             _release(batch, account_id, amount, op.request_id, "settled" if isinstance(op, SettleOp) else "released")
+            if op.key_id is not None:  # the key's budget too: held → spent (relay.key_budget)
+                _key_move(batch, account_id, op.key_id, -amount, op.charge_nanos if isinstance(op, SettleOp) else 0)
         elif isinstance(op, SettleOp) and op.charge_nanos:
             batch.later.append((index, op))  # a charge without a hold (BYOK fee): keyed, via relay.ledger
             continue
@@ -157,6 +184,12 @@ def _release(batch: _Batch, account_id: int, amount: int, request_id: str, note:
     batch.entries.append(ledger._entry(account_id, "release", amount, request_id, batch.now, note=note))
 
 
+def _key_move(batch: _Batch, account_id: int, key_id: int, held: int, spent: int) -> None:
+    move = batch.keys[account_id].setdefault(key_id, [0, 0])
+    move[0] += held
+    move[1] += spent
+
+
 def _draw_from_leases(connection: Connection, sql: DriverSql, ops: list[Op]) -> set[str]:
     """Take the batch's leased charges out of their leases' hold rows (hold rows before accounts,
     the ledger's lock order); the leases still open, whose draws were made."""
@@ -167,26 +200,67 @@ def _draw_from_leases(connection: Connection, sql: DriverSql, ops: list[Op]) -> 
     return {lease for lease, amount in sorted(draws.items()) if sql.draw_from_hold(connection, lease, amount)}
 
 
+def _move_from_leases(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch,
+                      results: list[Optional[Exception]]) -> None:
+    """MoveOps: lower the lease's hold row, open the stream's own (hold rows before accounts)."""
+    for index, op in enumerate(ops):
+        if not isinstance(op, MoveOp):
+            continue
+        if not sql.draw_from_hold(connection, op.lease, op.amount_nanos):
+            results[index] = LeaseGone(op.lease)
+            continue
+        batch.holds.append({"id": op.request_id, "account_id": op.account_id, "amount_nanos": op.amount_nanos,
+                            "status": "open", "expires_at": batch.now + batch.ttl, "created_at": batch.now})
+
+
+class LeaseGone(LookupError):
+    """The lease's hold row is no longer open (it expired): nothing can move out of it."""
+
+
 def _apply_to_accounts(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch,
                        results: list[Optional[Exception]]) -> None:
     holds: dict[int, list[tuple[int, HoldOp]]] = defaultdict(list)
     for index, op in enumerate(ops):
         if isinstance(op, HoldOp):
             holds[op.account_id].append((index, op))
-    for account_id in sorted(set(batch.balance) | set(batch.held) | set(holds)):
-        if batch.balance[account_id] or batch.held[account_id]:
-            sql.move(connection, account_id, batch.balance[account_id], batch.held[account_id])
+    for account_id in sorted(set(batch.balance) | set(batch.held) | set(batch.exposure) | set(holds)):
+        if batch.balance[account_id] or batch.held[account_id] or batch.exposure[account_id]:
+            sql.move(connection, account_id, batch.balance[account_id], batch.held[account_id],
+                     batch.exposure[account_id])
+        for key_id, (held, spent) in sorted(batch.keys.get(account_id, {}).items()):  # after its account
+            key_budget.move(connection, key_id, held, spent)
         for index, op in holds[account_id]:
-            available = sql.reserve(connection, account_id, op.amount_nanos)
+            available = sql.reserve(connection, account_id, op.amount_nanos, op.exposure_nanos)
             if available is None and _expire(connection, batch.now, account_id):
-                available = sql.reserve(connection, account_id, op.amount_nanos)
+                available = sql.reserve(connection, account_id, op.amount_nanos, op.exposure_nanos)
+            if available is not None and op.key_id is not None:
+                if (refused := _reserve_key(connection, sql, batch, op)) is not None:
+                    results[index] = refused
+                    continue
             if available is not None:
                 op.available_after = available
                 batch.holds.append({"id": op.request_id, "account_id": account_id, "amount_nanos": op.amount_nanos,
-                                    "status": "open", "expires_at": batch.now + batch.ttl, "created_at": batch.now})
+                                    "status": "open", "expires_at": batch.now + batch.ttl, "created_at": batch.now,
+                                    "exposure_nanos": op.exposure_nanos})
+                if op.key_id is not None:
+                    batch.key_holds.append((op.request_id, op.key_id))
                 batch.entries.append(ledger._entry(account_id, "hold", op.amount_nanos, op.request_id, batch.now))
             else:
                 results[index] = _refusal(connection, account_id, op.amount_nanos)
+
+
+def _reserve_key(connection: Connection, sql: DriverSql, batch: _Batch, op: HoldOp) -> Optional[Exception]:
+    """The key's budget, once the account's balance admitted the hold: None when it covers the
+    amount too; else the key's refusal, with the account's reservation undone."""
+    assert op.key_id is not None
+    if key_budget.reserve(connection, op.key_id, op.amount_nanos, batch.now) is not None:
+        return None
+    refused = key_budget.refusal(connection, op.key_id, op.amount_nanos, batch.now)
+    if refused is None:  # the budget was removed since the caller was cached: an account-only hold
+        op.key_id = None
+        return None
+    sql.move(connection, op.account_id, 0, -op.amount_nanos, -op.exposure_nanos)
+    return refused
 
 
 def _expire(connection: Connection, now: datetime, account_id: int) -> int:
@@ -209,7 +283,9 @@ def _one_by_one(engine: Engine, op: Op) -> Optional[Exception]:
     also = [record] if record is not None else []
     try:
         if isinstance(op, SettleOp) and op.held:
-            ledger.settle(engine, op.request_id, op.charge_nanos, also=also)
+            settled = ledger.settle(engine, op.request_id, op.charge_nanos, also=also)
+            if op.key_id is not None and settled.charged_nanos and settled.hold_status == "expired":
+                key_budget.add_spent(engine, op.key_id, settled.charged_nanos)
         elif isinstance(op, SettleOp):
             ledger.charge_without_hold(engine, op.account_id, op.request_id, op.charge_nanos, also=also)
         elif isinstance(op, ReleaseOp):

@@ -6,13 +6,15 @@ JSON-ready data. Errors: accounts.NotFound, accounts.AlreadyExists, ValueError.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
-from relay import accounts, ledger
+from relay import accounts, alerts, key_admin, ledger
 from relay.credentials import CredentialStore, public_view
+from relay.hold_policy import ADAPTIVE, check_policy, parse_overdraft
 from relay.money import format_usd, parse_usd_amount
 from relay.schemas.admin import (MAX_LIMIT, MAX_NOTE_CHARS, check_account_name, check_api_key,
                                  check_idempotency_key, check_label)
@@ -28,7 +30,14 @@ def account_view(account: Any) -> dict:
         "id": account.id, "name": account.name, "tier": account.tier,
         "rpm_limit": account.rpm_limit, "tpm_limit": account.tpm_limit,
         "created_at": account.created_at.isoformat(),
+        "hold_policy": account.hold_policy, "overdraft_usd": format_usd(account.overdraft_nanos),
+        **alert_view(account),
     }
+
+
+def alert_view(account: Any) -> dict:
+    threshold = account.low_balance_nanos
+    return {"low_balance_usd": None if threshold is None else format_usd(threshold), "alert_state": account.alert_state}
 
 
 def key_view(key: Any) -> dict:
@@ -37,6 +46,7 @@ def key_view(key: Any) -> dict:
         "created_at": key.created_at.isoformat(),
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        **key_admin.controls_view(key),  # budget, allowlist, limits (relay.key_controls)
     }
 
 
@@ -98,6 +108,39 @@ def parse_limit(value: Any) -> Any:
 def set_limits(engine: Engine, name: str, rpm: Any = KEEP, tpm: Any = KEEP) -> dict:
     changes = {field: parse_limit(value) for field, value in (("rpm_limit", rpm), ("tpm_limit", tpm))
                if value is not KEEP}
+    return account_view(accounts.update_account(engine, name, **changes))
+
+
+def parse_threshold(value: Any) -> int | None:
+    """USD → nanos like a top-up amount, except that zero is allowed; None or 'none' → None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and _ZERO.fullmatch(str(value).strip()):
+        return 0
+    return parse_usd_amount(value, "low_balance_usd")
+
+
+_ZERO = re.compile(r"0+(\.0+)?")
+
+
+def set_alert(engine: Engine, name: str, low_balance_usd: Any) -> dict:
+    """The account's low-balance threshold (relay.alerts): balance.low when the balance falls below
+    it, balance.depleted at zero; "0" for depleted alone; None or 'none' turns alerts off."""
+    account = accounts.get_account(engine, name)
+    alerts.set_threshold(engine, account.id, parse_threshold(low_balance_usd))  # type: ignore[arg-type]
+    return {"account": name, **alert_view(accounts.get_account(engine, name))}
+
+
+def set_hold_policy(engine: Engine, name: str, policy: Any, overdraft_usd: Any = None,
+                    default_overdraft_usd: str = "5") -> dict:
+    """worst_case or adaptive (relay.hold_policy), and the overdraft an adaptive account may reach.
+    Without an overdraft, switching to adaptive takes the default (RELAY_OVERDRAFT_LIMIT_USD);
+    otherwise the account's stays as it is."""
+    changes: dict[str, Any] = {"hold_policy": check_policy(policy)}
+    if overdraft_usd is not None:
+        changes["overdraft_nanos"] = parse_overdraft(overdraft_usd)
+    elif changes["hold_policy"] == ADAPTIVE and accounts.get_account(engine, name).hold_policy != ADAPTIVE:
+        changes["overdraft_nanos"] = parse_overdraft(default_overdraft_usd)
     return account_view(accounts.update_account(engine, name, **changes))
 
 

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay.auth import Caller
-from relay import observe, tracing
+from relay import key_controls, observe, tracing
+from relay.hold_policy import ADAPTIVE
 from relay.billing import Charge, Outcome, price
 from relay.call import Call
 from relay.catalog import CatalogModel
@@ -60,6 +61,7 @@ class Exchange:
     reservation: str | None = None
     held: bool = False
     lease: Lease | None = None  # admitted from this process's balance lease (relay.leases)
+    key_reservation: str | None = None  # the key's own limiter entry, when it has limits
     estimate_nanos: int = 0
     tried: list[Credential] = field(default_factory=list)  # every upstream attempt (dispatch)
     marks: list[tuple[str, float]] | None = None  # steps' end moments, only while tracing is on
@@ -154,9 +156,12 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     assert caller is not None
     call = await op.parse(request, state.settings)
     model = resolve_model(state, call, op)
+    if caller.controls is not None:  # the key's allowlist: refused before anything is counted or held
+        key_controls.check_model(caller.controls, model.name, call.model)
     credentials = await choose_credentials(state, model, caller, source)
     adapter = state.adapters[op.name]
-    estimate: Usage = adapter.estimate(call, model)
+    worst: Usage = adapter.estimate(call, model)
+    estimate = _hold_plan(state, caller, model, worst)  # what is counted against TPM and held
 
     decision = await state.limiter.admit(
         str(caller.account_id), Limits(caller.rpm, caller.tpm), estimate.total_tokens
@@ -164,6 +169,8 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     ex.headers.update(rate_limit_headers(decision, op.protocol))
     if not decision.allowed:
         raise rate_limited(decision, estimate.total_tokens)
+    if caller.controls is not None and caller.controls.limits is not None:
+        await _admit_key(state, ex, caller.controls.limits, decision.reservation, estimate.total_tokens, op.protocol)
     ex.reservation = decision.reservation
     if tracing.ENABLED:
         ex.mark("admit")
@@ -179,8 +186,9 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
 
     try:
         if op.billable and source == "pool":
-            dispatched = await _hold_and_send(state, ex, price(model, estimate, caller, source).cost_nanos, send,
-                                              call.stream)
+            held = price(model, estimate, caller, source).cost_nanos
+            exposure = 0 if estimate is worst else max(price(model, worst, caller, source).cost_nanos - held, 0)
+            dispatched = await _hold_and_send(state, ex, held, send, call.stream, exposure)
         else:
             dispatched = await send()
     except RelayError as error:
@@ -196,7 +204,8 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     ex.headers.update(dispatched.headers)
     if call.stream:
         settle = lambda usage, outcome: _settle(state, ex, call, model, source, usage, outcome)  # noqa: E731
-        checkpoint = (lambda usage: _checkpoint(ex, call, model, source, op, usage)) if ex.held else None  # noqa: E731
+        checkpoint = ((lambda usage: _checkpoint(ex, call, model, source, op, usage))  # noqa: E731
+                      if ex.held or ex.lease is not None else None)
         return relay_stream(state, ex, call, model, adapter, dispatched, settle, op, source, checkpoint)
 
     usage = adapter.usage(call, dispatched.result)
@@ -210,26 +219,57 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     return JSONBody(body, headers=ex.headers)
 
 
-async def _hold_and_send(state: RelayState, ex: Exchange, amount_nanos: int,
-                         send: Callable[[], Awaitable[Dispatched]], stream: bool) -> Dispatched:
-    """Admit the estimate from this process's balance lease and call the provider (no write at
-    all; streams keep holds of their own, for their checkpoints). Otherwise hold the estimate,
-    then call the provider; or both at once when the account's last known available balance
-    covers the estimate many times over (Billing.covers_easily). A hold refused then still ends
-    in the client's 402, and the provider's answer is dropped unseen: the money rule holds either
-    way, speculation only saves the hold's round trip from the latency."""
+async def _admit_key(state: RelayState, ex: Exchange, limits: Limits, account_reservation: str | None,
+                     tokens: int, protocol: str) -> None:
+    """The key's own RPM/TPM window, within the account's (relay.key_controls); its headers are
+    the ones shown. Refused: the account's entry keeps the request but gives its tokens back."""
     caller = ex.caller
     assert caller is not None
-    ex.estimate_nanos = amount_nanos
-    if not stream:
-        ex.lease = state.billing.lease_for(caller, amount_nanos)
+    decision = await key_controls.admit(state.limiter, caller.key_id, limits, tokens)
+    ex.headers.update(rate_limit_headers(decision, protocol))
+    if not decision.allowed:
+        if account_reservation:
+            await state.limiter.settle(str(caller.account_id), account_reservation, 0)
+        raise key_controls.key_rate_limited(decision, tokens)
+    ex.key_reservation = decision.reservation
+
+
+def _hold_plan(state: RelayState, caller: Caller, model: CatalogModel, worst: Usage) -> Usage:
+    """The account's hold policy (relay.hold_policy): adaptive holds and admits the prompt plus an
+    output estimate; worst_case, and keys with a budget (their bound assumes worst-case holds),
+    the whole of `worst`."""
+    if caller.hold_policy != ADAPTIVE or (caller.controls is not None and caller.controls.budgeted):
+        return worst
+    return state.output_stats.admitted(caller.account_id, model.name, worst)
+
+
+async def _hold_and_send(state: RelayState, ex: Exchange, amount_nanos: int,
+                         send: Callable[[], Awaitable[Dispatched]], stream: bool,
+                         exposure_nanos: int = 0) -> Dispatched:
+    """Admit the estimate from this process's balance lease and call the provider (no write at
+    all; a stream that runs long moves to a hold of its own for its checkpoints: Billing.track).
+    Otherwise hold the estimate, then call the provider; or both at once when the account's last
+    known available balance covers the estimate many times over (Billing.covers_easily). A hold refused then still ends
+    in the client's 402, and the provider's answer is dropped unseen: the money rule holds either
+    way, speculation only saves the hold's round trip from the latency. An adaptive request's
+    `exposure_nanos` (worst case − amount) rides on its hold; a lease admits its worst case."""
+    caller = ex.caller
+    assert caller is not None
+    ex.estimate_nanos = amount_nanos + exposure_nanos
+    # A key with a budget takes exact holds only: a lease or a speculative dispatch admits in
+    # memory, and the key's budget is checked in the hold's own transaction (relay.key_budget).
+    budgeted = caller.controls is not None and caller.controls.budgeted
+    if not budgeted:
+        ex.lease = state.billing.lease_for(caller, ex.estimate_nanos)
         if ex.lease is not None:
             return await send()
+    ex.estimate_nanos = amount_nanos
     ex.held = True  # before the await: a cancellation mid-hold must still release it
-    if not state.billing.covers_easily(caller.account_id, amount_nanos):
-        await state.billing.hold(caller, ex.id, amount_nanos)
+    # Speculate on the worst case: an adaptive hold's exposure test is the likelier refusal.
+    if budgeted or not state.billing.covers_easily(caller.account_id, amount_nanos + exposure_nanos):
+        await state.billing.hold(caller, ex.id, amount_nanos, exposure_nanos)
         return await send()
-    hold = asyncio.ensure_future(state.billing.hold(caller, ex.id, amount_nanos))
+    hold = asyncio.ensure_future(state.billing.hold(caller, ex.id, amount_nanos, exposure_nanos))
     hold.add_done_callback(lambda done: done.cancelled() or done.exception())  # always retrieved
     dispatched = await send()
     try:
@@ -246,8 +286,12 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
     caller = ex.caller
     assert caller is not None
     charge = charge or price(model, usage, caller, source)
+    if caller.hold_policy == ADAPTIVE and outcome.status == "ok":  # what the next estimates learn from
+        state.output_stats.observe(caller.account_id, model.name, usage.output_tokens)
     if ex.reservation:  # the TPM window's correction: off the answer's path
         state.spawn(state.limiter.settle(str(caller.account_id), ex.reservation, usage.total_tokens))
+    if ex.key_reservation:
+        state.spawn(state.limiter.settle(key_controls.bucket(caller.key_id), ex.key_reservation, usage.total_tokens))
     record = _record(ex, call, model, source, usage, charge, outcome)
     if tracing.ENABLED:
         ex.mark("settle_start")
@@ -280,6 +324,8 @@ async def _abandon(state: RelayState, ex: Exchange, call: Call, model: CatalogMo
     assert caller is not None
     if ex.reservation:
         await state.limiter.settle(str(caller.account_id), ex.reservation, 0)
+    if ex.key_reservation:
+        await state.limiter.settle(key_controls.bucket(caller.key_id), ex.key_reservation, 0)
     outcome = Outcome(route=op.name, status=status, http_status=http_status,
                       latency_ms=ex.elapsed_ms(), error=error_code)
     record = _record(ex, call, model, source, Usage(), Charge(0, 0), outcome)

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_FILE = Path(".relay-secret")
@@ -72,9 +72,34 @@ class Settings(BaseSettings):
     # (`store`, on by default as at OpenAI); older ones are purged.
     responses_retention_days: int = Field(default=30, ge=1)
 
+    # Signed webhooks for balance.low, balance.depleted and key.budget_exceeded (relay.alerts,
+    # relay.webhooks): unset URL, no alert loop at all. The secret signs every body (HMAC-SHA256).
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    alert_interval_s: float = Field(default=2.0, gt=0)  # how often each process looks for crossings
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry; doubles per failed attempt
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    webhook_max_attempts: int = Field(default=16, ge=1)
+
+    # Adaptive hold policy (relay.hold_policy): the overdraft an account set to adaptive gets when
+    # the operator names none (USD, decimal string; stored on the account when the policy is set),
+    # and the output estimate's floor in tokens, used until an (account, model) has history.
+    overdraft_limit_usd: str = "5"
+    adaptive_floor_tokens: int = Field(default=1024, ge=1)
+
     # Provider keys in the environment join the shared pool (contract).
     openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: str | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> "Settings":
+        if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
+            raise ValueError("RELAY_WEBHOOK_URL must be an http(s) URL, e.g. https://example.com/hooks/relay")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("RELAY_WEBHOOK_URL is set without RELAY_WEBHOOK_SECRET: set a secret (e.g. "
+                             "`openssl rand -hex 32`) so receivers can verify each webhook's signature")
+        return self
 
     def base_url_for(self, provider: str) -> str:
         return {"openai": self.openai_base_url, "anthropic": self.anthropic_base_url}[provider]

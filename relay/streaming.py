@@ -29,7 +29,7 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
                  checkpoint: Callable[[Usage], dict[str, Any]] | None = None) -> StreamingResponse:
     reader = adapter.reader(call, dispatched.target)
     if checkpoint is not None:  # the heartbeat writes what was relayed so far (crash insurance)
-        state.billing.track(ex.id, lambda: checkpoint(final_usage(reader, call)))
+        state.billing.track(ex.id, lambda: checkpoint(final_usage(reader, call)), ex.lease, ex.estimate_nanos)
 
     async def body() -> AsyncIterator[bytes]:
         status, http_status, error_code, ttft_ms = "cancelled", 200, None, None

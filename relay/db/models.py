@@ -29,7 +29,19 @@ class Account(SQLModel, table=True):
     # the suite checks balance == Σ ledger entries.
     balance_nanos: int = _money()
     held_nanos: int = _money()
+    # Hold policy (migration 0008, relay.hold_policy): worst_case holds prompt + max_tokens;
+    # adaptive holds an output estimate and records the rest of the worst case as exposure.
+    # Admission keeps balance − held − exposure ≥ −overdraft, so the balance never falls below
+    # −overdraft_nanos (relay.ledger's docstring proves it).
+    hold_policy: str = Field(default="worst_case")
+    overdraft_nanos: int = _money()
+    exposure_nanos: int = _money()
     created_at: datetime = Field(default_factory=utcnow)
+    # Low-balance alert (migration 0009, relay.alerts): NULL = no alerts; alert_state is the level
+    # last announced (ok | low | depleted), claimed by a conditional UPDATE so each crossing is
+    # announced once across every process.
+    low_balance_nanos: Optional[int] = Field(default=None, sa_type=BigInteger, nullable=True)
+    alert_state: str = Field(default="ok")
 
 
 class ApiKey(SQLModel, table=True):
@@ -41,6 +53,21 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: Optional[datetime] = None
     last_used_at: Optional[datetime] = None
+    # Per-key controls (migration 0007, relay.key_controls); NULL = none. `models` is the allowlist
+    # of catalog names. A budget is kept like the balance: spent + held <= budget is checked by the
+    # hold's conditional UPDATE; spent restarts at 0 when the period rolls over (period_start).
+    models: Optional[list] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    rpm_limit: Optional[int] = None
+    tpm_limit: Optional[int] = None
+    budget_nanos: Optional[int] = Field(default=None, sa_type=BigInteger, nullable=True)
+    budget_period: Optional[str] = None  # day | week | month | total
+    spent_nanos: int = _money()
+    held_nanos: int = _money()
+    period_start: Optional[datetime] = None
+    # key.budget_exceeded (migration 0009, relay.alerts): the first budget refusal of a period, and
+    # when the period's exhaustion was announced (once per key per period).
+    budget_refused_at: Optional[datetime] = None
+    budget_alerted_at: Optional[datetime] = None
 
 
 class ProviderCredential(SQLModel, table=True):
@@ -86,9 +113,13 @@ class Hold(SQLModel, table=True):
     status: str = Field(default="open", index=True)  # open | settled | released | expired
     expires_at: datetime = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # The key whose budget this hold also reserves (migration 0007); NULL for keys without one.
+    api_key_id: Optional[int] = None
     # A stream's progress, written by its process's heartbeat: {"charge_nanos", "record"}, what
     # is charged and recorded if the process dies and the hold expires (migration 0004).
     checkpoint: Optional[dict] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Worst-case cost − amount_nanos of an adaptive hold (migration 0008): freed with the hold.
+    exposure_nanos: int = _money()
 
 
 class UsageRecord(SQLModel, table=True):
@@ -144,3 +175,21 @@ class StoredResponse(SQLModel, table=True):
     output_items: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     response: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The webhook outbox (migration 0009, relay.webhooks): one row per event, written in the
+    transaction that claimed it; `body` is the exact JSON sent (and signed) on every attempt.
+    next_attempt_at NULL: delivered or given up."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: str = Field(primary_key=True)  # the event id (evt_…), receivers dedupe on it
+    type: str
+    account_id: Optional[int] = Field(default=None, foreign_key="account.id", index=True)
+    body: str
+    attempts: int = 0
+    next_attempt_at: Optional[datetime] = Field(default=None, index=True)
+    delivered_at: Optional[datetime] = None
+    last_error: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)

@@ -12,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay import accounts, operator
+from relay import accounts, key_admin, operator
 from relay.errors import RelayError, render
 from relay.jsonresponse import JSONBody
 from relay.routes.usage import parse_time
-from relay.schemas.admin import AccountIn, KeyIn, TierIn, TopupIn
+from relay.schemas.admin import AccountIn, AlertIn, HoldPolicyIn, KeyIn, TierIn, TopupIn
 from relay.schemas.body import read_json, validate
+from relay.schemas.keys import KeyControlsIn, KeyCreateIn
 from relay.schemas.byok import CredentialIn
 from relay.schemas.limits import check_params, parse_id
 
@@ -44,7 +45,7 @@ def admin(action: Action, status: int = 200) -> Callable:
         try:
             _authorize(request)
             check_params(request.path_params, request.query_params)
-            body = await read_json(request, state.settings.max_body_bytes) if request.method in ("POST", "PUT") else {}
+            body = await read_json(request, state.settings.max_body_bytes) if request.method in ("POST", "PUT", "PATCH") else {}
             result = await anyio.to_thread.run_sync(lambda: action(state, request, body))
         except RelayError as error:
             return render(error, "openai")
@@ -96,8 +97,23 @@ def set_limits(s: Any, r: Request, b: dict) -> dict:
     return operator.set_limits(s.engine, _name(r), b.get("rpm", operator.KEEP), b.get("tpm", operator.KEEP))
 
 
+def set_alert(s: Any, r: Request, b: dict) -> dict:
+    return operator.set_alert(s.engine, _name(r), validate(AlertIn, b).low_balance_usd)
+
+
+def set_hold_policy(s: Any, r: Request, b: dict) -> dict:
+    spec = validate(HoldPolicyIn, b)
+    return operator.set_hold_policy(s.engine, _name(r), spec.policy, spec.overdraft_usd,
+                                    s.settings.overdraft_limit_usd)
+
+
 def create_key(s: Any, r: Request, b: dict) -> dict:
-    return operator.create_key(s.engine, _name(r), validate(KeyIn, b).label)
+    spec = validate(KeyCreateIn, b)
+    return key_admin.create_key(s.engine, s.catalog, _name(r), spec.label, **spec.given())
+
+
+def update_key(s: Any, r: Request, b: dict) -> dict:
+    return key_admin.update_key(s.engine, s.catalog, _id(r, "key_id"), **validate(KeyControlsIn, b).given())
 
 
 def topup(s: Any, r: Request, b: dict) -> dict:
@@ -117,10 +133,14 @@ routes = [
     Route("/accounts/{name}", admin(lambda s, r, b: operator.show_account(s.engine, _name(r))), methods=["GET"]),
     Route("/accounts/{name}/tier", admin(set_tier), methods=["PUT"]),
     Route("/accounts/{name}/limits", admin(set_limits), methods=["PUT"]),
+    Route("/accounts/{name}/hold-policy", admin(set_hold_policy), methods=["PUT"]),
+    Route("/accounts/{name}/alert", admin(set_alert), methods=["PUT"]),
     Route("/accounts/{name}/keys", admin(lambda s, r, b: operator.list_keys(s.engine, _name(r))), methods=["GET"]),
     Route("/accounts/{name}/keys", admin(create_key, 201), methods=["POST"]),
     Route("/keys/{key_id}", admin(lambda s, r, b: operator.revoke_key(s.engine, _id(r, "key_id"))),
           methods=["DELETE"]),
+    Route("/keys/{key_id}", admin(update_key), methods=["PATCH"]),  # controls: absent kept, null cleared
+    Route("/keys/{key_id}", admin(lambda s, r, b: key_admin.show_key(s.engine, _id(r, "key_id"))), methods=["GET"]),
     Route("/accounts/{name}/balance", admin(lambda s, r, b: operator.balance(s.engine, _name(r))), methods=["GET"]),
     # A retried top-up with the same Idempotency-Key is answered 200 with the original, not counted twice.
     Route("/accounts/{name}/topup", admin(topup, 201), methods=["POST"]),

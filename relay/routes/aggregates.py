@@ -5,7 +5,7 @@ GET /v1/limits                                               the caller's RPM/TP
 GET /admin/usage/daily?from&to[&account=NAME][&model=]       every account's (or one's) per day and model
 GET /admin/margin?from&to[&by=model]                         revenue, upstream cost, margin by model
 GET /admin/margin?from&to&by=account[&limit&after]           the same by account, a keyset page by id
-GET /admin/overview[?limit&after]                            accounts with tier, balance and spend
+GET /admin/overview[?limit&after | ?name]                   accounts with tier, balance and spend
 GET /admin/stats/live                                        requests/s and errors/s of this process
 
 Days are UTC and both ends are included; sums come from the usage_daily rollup (relay.usage_daily)."""
@@ -140,7 +140,7 @@ def _margin_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 admin_routes = [
     Route("/usage/daily", admin(_admin_daily), methods=["GET"]),
     Route("/margin", admin(_admin_margin), methods=["GET"]),
-    Route("/overview", admin(lambda s, r, b: overview(s.engine, _query_int(r, "limit", 100),
-                                                      _query_int(r, "after", 0))), methods=["GET"]),
+    Route("/overview", admin(lambda s, r, b: overview(s.engine, _query_int(r, "limit", 100), _query_int(r, "after", 0),
+                                                      r.query_params.get("name"))), methods=["GET"]),
     Route("/stats/live", admin(lambda s, r, b: LIVE.sample()), methods=["GET"]),
 ]

@@ -89,8 +89,33 @@ class TierIn(BaseModel):
     tier: StrictStr
 
 
+class HoldPolicyIn(BaseModel):
+    """PUT /admin/accounts/{name}/hold-policy (relay.hold_policy)."""
+    policy: StrictStr
+    overdraft_usd: StrictStr | int | None = None
+
+    @field_validator("overdraft_usd", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("overdraft_usd is a decimal string such as \"5\", not a boolean")
+        return value
+
+
 class KeyIn(BaseModel):
     label: StrictStr | None = Field(default=None, max_length=MAX_LABEL_CHARS)
+
+
+class AlertIn(BaseModel):
+    """PUT /admin/accounts/{name}/alert: a USD threshold ("0": balance.depleted only), null clears."""
+    low_balance_usd: StrictStr | int | None
+
+    @field_validator("low_balance_usd", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("low_balance_usd is a decimal string such as \"5\", or null, not a boolean")
+        return value
 
 
 class TopupIn(BaseModel):

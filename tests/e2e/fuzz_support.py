@@ -94,7 +94,10 @@ def templates(target: Target) -> dict[str, dict[str, Any]]:
         "account": {"name": "fuzz-acct", "tier": "starter"},
         "tier": {"tier": "professional"},
         "limits": {"rpm": 100, "tpm": "none"},
-        "key": {"label": "fuzz"},
+        "key": {"label": "fuzz", "budget_usd": "5", "budget_period": "day", "models": ["gpt-4o-mini"], "rpm": 10},
+        "key_controls": {"budget_usd": "1", "budget_period": "week", "models": "gpt-4o-mini", "tpm": "none"},
+        "hold_policy": {"policy": "adaptive", "overdraft_usd": "2"},
+        "alert": {"low_balance_usd": "1"},
         "topup": {"amount_usd": "0.01", "note": "fuzz"},
         "delete": {"id": 1},
     }
@@ -179,7 +182,9 @@ def route(draw: st.DrawFn, target: Target) -> tuple[str, str, str | None]:
                                      "/%E2%80%AE", "/a/b/c"]))
         return "GET", prefix + "/models" + tail + query(draw, ["limit", "after_id", "before_id", "lifecycle"]), None
     if area == "usage":
-        return "GET", prefix + "/usage" + query(draw, ["since", "until", "limit", "after", "model"]), None
+        tail = draw(st.sampled_from(["/usage", "/usage", "/usage/daily", "/limits", "/key"]))
+        return "GET", prefix + tail + query(draw, ["since", "until", "limit", "after", "model", "format", "from",
+                                                   "to", "days"]), None
     if area == "responses":
         rid = draw(st.sampled_from(ID_TEXT))
         method, tail = draw(st.sampled_from([("GET", ""), ("DELETE", ""), ("GET", "/input_items")]))
@@ -212,6 +217,13 @@ def admin_route(draw: st.DrawFn, target: Target) -> tuple[str, str, str | None]:
         ("GET", lambda: accounts + "/keys", None),
         ("POST", lambda: accounts + "/keys", "key"),
         ("DELETE", lambda: f"/admin/keys/{draw(some_id(target.key_ids))}", None),
+        ("GET", lambda: f"/admin/keys/{draw(some_id(target.key_ids))}", None),
+        ("PATCH", lambda: f"/admin/keys/{draw(some_id(target.key_ids))}", "key_controls"),
+        ("PUT", lambda: accounts + "/hold-policy", "hold_policy"),
+        ("PUT", lambda: accounts + "/alert", "alert"),
+        ("GET", lambda: draw(st.sampled_from(["/admin/usage/daily", "/admin/margin", "/admin/overview",
+                                              "/admin/stats/live"]))
+         + query(draw, ["from", "to", "days", "by", "limit", "after", "name"]), None),
         ("GET", lambda: accounts + "/balance", None),
         ("POST", lambda: accounts + "/topup", "topup"),
         ("GET", lambda: accounts + "/usage" + query(draw, ["since"]), None),

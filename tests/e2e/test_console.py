@@ -238,6 +238,15 @@ def test_operator_view(relay, browser) -> None:  # noqa: F811
     page.click("#keys button:has-text('Revoke')")
     confirm(page)
     page.wait_for_selector("#keys tbody tr td:nth-child(6):not(:empty)")
+
+    # Another account, made elsewhere (here through the API), opened by name: its row is pinned
+    # first in the table whichever page of accounts it is on.
+    other = f"console-{uuid.uuid4().hex[:8]}"
+    assert httpx.post(f"{relay.url}/admin/accounts", json={"name": other}, headers=admin).status_code == 201
+    page.fill("#find-name", other)
+    page.click("#find-account button[type=submit]")
+    page.wait_for_selector(f"#detail-name:has-text('{other}')")
+    page.wait_for_selector(f"#accounts tbody tr[data-account='{other}']")
     for _ in range(80):  # a key's lookup is cached for RELAY_AUTH_CACHE_TTL_S (5 s)
         refused = httpx.get(relay.url + "/v1/limits", headers={"Authorization": f"Bearer {key}"})
         if refused.status_code != 200:

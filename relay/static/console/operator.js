@@ -2,7 +2,7 @@
 // margin. Everything from /admin/*, which answers only to the admin key.
 import { get, query, request } from "./api.js";
 import { liveChart } from "./charts.js";
-import { $, appendRows, fillRows, h, isoTime, num, time, toast, usd, utcDay, write } from "./ui.js";
+import { $, appendRows, fillRows, h, isoTime, num, prependRows, time, toast, usd, utcDay, write } from "./ui.js";
 
 const LIVE_EVERY_MS = 2000;
 let accountsAfter = null;
@@ -18,10 +18,29 @@ async function loadAccounts(more = false) {
   const page = await get(`/admin/overview${query({ limit: "100", after: more ? String(accountsAfter) : "" })}`);
   const table = $("#accounts");
   (more ? appendRows : fillRows)(table, page.data, accountCells);
-  [...table.tBodies[0].rows].forEach((row, i) => { row.dataset.account = row.cells[0].textContent; });
+  nameRows(table);
   accountsAfter = page.next_after;
   $("#accounts-more").hidden = !page.has_more;
+  if (!more) await pinSelected();
   table.dataset.loaded = "true";
+}
+
+function nameRows(table) {
+  [...table.tBodies[0].rows].forEach((row) => { row.dataset.account = row.cells[0].textContent; });
+}
+
+// The open account's row stays in the table, first, whichever page of accounts it is on.
+async function pinSelected() {
+  const table = $("#accounts");
+  if (!selected || [...table.tBodies[0].rows].some((row) => row.dataset.account === selected)) return;
+  const found = await get(`/admin/overview${query({ name: selected })}`);
+  prependRows(table, found.data, accountCells);
+  nameRows(table);
+}
+
+async function findAccount(event) {
+  event.preventDefault();
+  await select($("#find-name").value.trim());
 }
 
 function newIdempotencyKey() {
@@ -29,16 +48,16 @@ function newIdempotencyKey() {
 }
 
 async function select(name) {
+  const account = await get(`/admin/accounts/${enc(name)}`);  // an unknown name stops here (404)
   selected = name;
   $("#detail").hidden = false;
   $("#detail-name").textContent = name;
   $("#new-key").hidden = true;
-  const account = await get(`/admin/accounts/${enc(name)}`);
   $("#tier-select").value = account.tier;
   $("#limit-rpm").value = account.rpm_limit ?? "";
   $("#limit-tpm").value = account.tpm_limit ?? "";
   newIdempotencyKey();
-  await Promise.all([loadKeys(), loadDetailUsage()]);
+  await Promise.all([loadKeys(), loadDetailUsage(), pinSelected()]);
   $("#detail").scrollIntoView();
 }
 
@@ -184,6 +203,7 @@ export async function showOperator() {
   $("#margin-from").value = utcDay(-29);
   $("#margin-to").value = utcDay(0);
   $("#create-account").addEventListener("submit", createAccount);
+  $("#find-account").addEventListener("submit", (e) => findAccount(e).catch((err) => toast(err.message, true)));
   $("#accounts-more").addEventListener("click", () => loadAccounts(true).catch((e) => toast(e.message, true)));
   $("#topup").addEventListener("submit", topUp);
   $("#topup-amount").addEventListener("input", newIdempotencyKey);

@@ -23,6 +23,10 @@ export function appendRows(table, rows, cells) {
   table.tBodies[0].append(...rows.map((row) => h("tr", {}, ...cells(row).map(cell))));
 }
 
+export function prependRows(table, rows, cells) {
+  table.tBodies[0].prepend(...rows.map((row) => h("tr", {}, ...cells(row).map(cell))));
+}
+
 // A cell is text, a Node, or {text, num: true} for right-aligned figures.
 function cell(value) {
   if (value instanceof Node) return h("td", {}, value);
