@@ -520,7 +520,8 @@ def _expire(session: Session, now: datetime, account_id: Optional[int]) -> int:
             charged[row.account_id] += charge
             entries.append(_entry(row.account_id, "charge", -charge, row.id, now, key=f"charge:{row.id}",
                                   note="checkpoint"))
-            records.append({**row.checkpoint["record"], "created_at": now})
+            # A checkpoint an older release wrote lacks later columns: one executemany needs them all.
+            records.append({"client_request_id": None, **row.checkpoint["record"], "created_at": now})
     session.exec(
         update(_accounts)
         .where(_accounts.c.id == bindparam("b_account"))
