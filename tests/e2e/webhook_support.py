@@ -1,5 +1,6 @@
 """A webhook receiver for tests: a real HTTP server on a loopback port (http.server in a thread)
-that records every delivery and answers 500 to the first `fail_first` of them."""
+that records every delivery and answers 500 to the first `fail_first` of those `fail_where`
+picks (a test sets it to its own account's events: other tests' events share the database)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Delivery:
 class Receiver:
     def __init__(self, fail_first: int = 0) -> None:
         self.fail_first = fail_first
+        self.fail_where: Callable[[dict], bool] = lambda event: True
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
         receiver = self
@@ -33,8 +35,9 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
-                    status = 500 if receiver.fail_first > 0 else 200
-                    receiver.fail_first -= 1
+                    failing = receiver.fail_first > 0 and receiver.fail_where(json.loads(body))
+                    status = 500 if failing else 200
+                    receiver.fail_first -= failing
                     receiver.deliveries.append(Delivery(dict(self.headers.items()), body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
