@@ -34,7 +34,7 @@ from relay.db.engine import make_engine  # noqa: E402
 from relay.db.migrate import upgrade  # noqa: E402
 from relay.settings import Settings  # noqa: E402
 from relay.usage_daily import daily, margin, margin_by_account, parse_range, seal  # noqa: E402
-from scripts.seed_size import seed, timed  # noqa: E402
+from scripts.seed_size import add_size_arguments, seed, timed  # noqa: E402
 
 ADMIN = "bench-console-admin"
 
@@ -73,11 +73,7 @@ def hot_account(engine: Any) -> tuple[int, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--database-url", required=True)
-    ap.add_argument("--accounts", type=int, default=100_000)
-    ap.add_argument("--keys", type=int, default=200_000)
-    ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--hot-records", type=int, default=55_000)
+    add_size_arguments(ap)
     ap.add_argument("--no-seed", action="store_true", help="time the database as it is")
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()

@@ -98,13 +98,18 @@ def timed(work: Callable[[], Any], runs: int = 20) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_size_arguments(ap: argparse.ArgumentParser) -> None:
+    """The database and the size to seed it to (this script's, and the benchmarks' that seed)."""
     ap.add_argument("--database-url", required=True)
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--keys", type=int, default=200_000)
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--hot-records", type=int, default=55_000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_size_arguments(ap)
     args = ap.parse_args()
     upgrade(args.database_url)
     engine = make_engine(args.database_url)

@@ -97,6 +97,10 @@ def _split(values: str) -> list[str]:
     return parts
 
 
+def _sum_columns() -> list[sa.Column]:
+    return [sa.Column(name, sa.BigInteger(), nullable=False) for name in SUMS.split(", ")]
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     op.create_table(
@@ -106,11 +110,7 @@ def upgrade() -> None:
         sa.Column('model', sa.String(), nullable=False),
         sa.Column('source', sa.String(), nullable=False),
         sa.Column('status', sa.String(), nullable=False),
-        sa.Column('requests', sa.BigInteger(), nullable=False),
-        sa.Column('input_tokens', sa.BigInteger(), nullable=False),
-        sa.Column('output_tokens', sa.BigInteger(), nullable=False),
-        sa.Column('cost_nanos', sa.BigInteger(), nullable=False),
-        sa.Column('list_cost_nanos', sa.BigInteger(), nullable=False),
+        *_sum_columns(),
         # The upsert's conflict target (the same columns in any order); an account's range first.
         sa.PrimaryKeyConstraint('account_id', 'day', 'model', 'source', 'status'),
     )
@@ -123,11 +123,7 @@ def upgrade() -> None:
         sa.Column('model', sa.String(), nullable=False),
         sa.Column('source', sa.String(), nullable=False),
         sa.Column('status', sa.String(), nullable=False),
-        sa.Column('requests', sa.BigInteger(), nullable=False),
-        sa.Column('input_tokens', sa.BigInteger(), nullable=False),
-        sa.Column('output_tokens', sa.BigInteger(), nullable=False),
-        sa.Column('cost_nanos', sa.BigInteger(), nullable=False),
-        sa.Column('list_cost_nanos', sa.BigInteger(), nullable=False),
+        *_sum_columns(),
         sa.PrimaryKeyConstraint('day', 'model', 'source', 'status'),
     )
     op.create_table('usage_daily_sealed', sa.Column('day', sa.Date(), primary_key=True))
