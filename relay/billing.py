@@ -89,7 +89,7 @@ class Billing:
         self.open_holds: dict[str, Callable[[], dict[str, Any]] | None] = {}
         self._written: dict[str, int] = {}  # the charge of each stream's last written checkpoint
         self.leases = Leases()
-        self._taking: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()  # lease takings and moves: close() waits for them
         self._available: dict[int, int] = {}  # account → available balance at its last hold here
         self._key_holds: dict[str, int] = {}  # request → the key whose budget its hold is also on
         # Streams admitted from a lease, until they outlive one checkpoint interval and move to a
@@ -176,9 +176,7 @@ class Billing:
         if lease is None and self.covers_easily(caller.account_id, estimate_nanos) \
                 and caller.account_id not in self.leases.taking:
             self.leases.taking.add(caller.account_id)
-            task = asyncio.get_running_loop().create_task(self._take_lease(caller.account_id, estimate_nanos))
-            self._taking.add(task)
-            task.add_done_callback(self._taking.discard)
+            self._spawn(self._take_lease(caller.account_id, estimate_nanos))
         return lease
 
     async def _take_lease(self, account_id: int, estimate_nanos: int) -> None:
@@ -234,13 +232,20 @@ class Billing:
             await self.writer.submit(MoveOp(lease.account_id, request_id, lease.id, moved))
         except Exception:  # noqa: BLE001 - the lease expired: the stream settles as leased, charged once
             lease.amount_nanos += moved
-            done.set_result(None)
             return
-        finally:
+        else:
+            self.open_holds[request_id] = stream.checkpoint
+        finally:  # a settlement waiting for the move goes on, whichever way it went
             self._moving.pop(request_id, None)
-        self.open_holds[request_id] = stream.checkpoint
-        done.set_result(None)
+            done.set_result(None)
         await self._finish(lease, stream.estimate_nanos, moved)
+
+    def _spawn(self, work: Any) -> asyncio.Task:
+        """A task of this Billing's own: not cancelled with the heartbeat, awaited by close()."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _on_lease(self, request_id: str, held: bool, lease: Lease) -> tuple[bool, Lease | None]:
         """How a request admitted from `lease` ends: on the lease, or on the hold its stream
@@ -282,8 +287,9 @@ class Billing:
                     await self._return(lease)
                 since = time.monotonic() - every_s
                 moving = [rid for rid, stream in self._leased_streams.items() if stream.started <= since]
-                if moving:
-                    await asyncio.gather(*(self._move_to_own_hold(rid) for rid in moving))
+                if moving:  # shielded: a shutdown cancelling the heartbeat never cuts a move in half
+                    moves = [self._spawn(self._move_to_own_hold(request_id)) for request_id in moving]
+                    await asyncio.shield(asyncio.gather(*moves))
                 if not self.open_holds:
                     continue
                 until = utcnow() + timedelta(seconds=self.hold_ttl_s)
@@ -295,8 +301,8 @@ class Billing:
 
     async def close(self) -> None:
         """After the drain: give back every lease, then let the writer commit what is queued."""
-        if self._taking:
-            await asyncio.gather(*list(self._taking), return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for lease in self.leases.all():
             if lease.in_flight == 0:
                 await self._return(lease)
