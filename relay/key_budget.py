@@ -7,7 +7,7 @@ Like the account (relay.ledger), a budgeted key keeps running totals, `spent_nan
 
 with the roll-over folded into the same statement (spent := spent', period_start := the current
 period's start), so two processes can neither both pass the check nor both reset the period.
-The hold row names the key (Hold.api_key_id); whoever closes the hold (settle, release, expiry)
+The hold row names the key (Hold.api_key_id, written with the hold); whoever closes the hold (settle, release, expiry)
 moves the key too: held → spent for the charge, held freed on release. Every hold of a budgeted
 key is an exact hold (no lease, no speculative dispatch), so at any commit
 
@@ -129,14 +129,6 @@ def view_of(budget: Optional[int], period: Optional[str], spent: int, held: int,
     spent = spent if _current(started, period, now) else 0
     return {"budget_nanos": budget, "period": period, "spent_nanos": spent, "held_nanos": held,
             "remaining_nanos": budget - spent - held, "reset_at": next_reset(period, now)}
-
-
-def mark_holds(connection: Connection, holds: Sequence[tuple[str, int]]) -> None:
-    """Name the key on new hold rows (hold id, key id), so an expiry after a crash frees the key's
-    held amount too. Only holds of budgeted keys: other requests pay nothing for it."""
-    p = "?" if connection.dialect.name == "sqlite" else "%s"
-    connection.connection.cursor().executemany(f"UPDATE hold SET api_key_id = {p} WHERE id = {p}",
-                                                [(key_id, hold_id) for hold_id, key_id in holds])
 
 
 def expired(session: Session, holds: Sequence[tuple[str, int, int]]) -> None:

@@ -100,7 +100,6 @@ class _Batch:
     held: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     exposure: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # account → Δ exposure_nanos
     keys: dict[int, dict[int, list[int]]] = field(default_factory=lambda: defaultdict(dict))  # account → key → [held, spent]
-    key_holds: list[tuple[str, int]] = field(default_factory=list)  # new holds on a key's budget
     later: list[tuple[int, Op]] = field(default_factory=list)  # to run one by one through relay.ledger
 
 
@@ -118,8 +117,6 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
         _apply_to_accounts(connection, sql, ops, batch, results)
         if batch.holds:
             sql.insert_holds(connection, batch.holds)
-        if batch.key_holds:
-            key_budget.mark_holds(connection, batch.key_holds)
         if batch.entries:
             sql.insert_entries(connection, batch.entries)
         if batch.records:
@@ -241,9 +238,7 @@ def _apply_to_accounts(connection: Connection, sql: DriverSql, ops: list[Op], ba
                 op.available_after = available
                 batch.holds.append({"id": op.request_id, "account_id": account_id, "amount_nanos": op.amount_nanos,
                                     "status": "open", "expires_at": batch.now + batch.ttl, "created_at": batch.now,
-                                    "exposure_nanos": op.exposure_nanos})
-                if op.key_id is not None:
-                    batch.key_holds.append((op.request_id, op.key_id))
+                                    "exposure_nanos": op.exposure_nanos, "api_key_id": op.key_id})
                 batch.entries.append(ledger._entry(account_id, "hold", op.amount_nanos, op.request_id, batch.now))
             else:
                 results[index] = _refusal(connection, account_id, op.amount_nanos)

@@ -21,7 +21,8 @@ from sqlalchemy import Connection, Dialect, Table
 from relay import ledger
 
 _ENTRY_COLUMNS = ("account_id", "kind", "amount_nanos", "request_id", "idempotency_key", "note", "created_at")
-_HOLD_COLUMNS = ("id", "account_id", "amount_nanos", "status", "expires_at", "created_at", "exposure_nanos")
+_HOLD_COLUMNS = ("id", "account_id", "amount_nanos", "status", "expires_at", "created_at", "exposure_nanos",
+                 "api_key_id")
 
 
 def _stamp(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any]:
@@ -77,7 +78,7 @@ class DriverSql:
         stamp = self.stamp
         _cursor(connection).executemany(self.insert_holds_sql, [
             (h["id"], h["account_id"], h["amount_nanos"], h["status"], stamp(h["expires_at"]), stamp(h["created_at"]),
-             h.get("exposure_nanos", 0)) for h in holds])
+             h.get("exposure_nanos", 0), h.get("api_key_id")) for h in holds])
 
     def insert_entries(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
         stamp = self.stamp
