@@ -29,6 +29,11 @@ class Caller:
     controls: KeyControls | None = None  # the key's allowlist, limits and budget; None: it has none
     hold_policy: str = "worst_case"  # the account's (relay.hold_policy)
 
+    @property
+    def budgeted(self) -> bool:
+        """The key has a budget: its requests take exact holds (relay.key_budget)."""
+        return self.controls is not None and self.controls.budgeted
+
 
 @dataclass(frozen=True)
 class _Entry:

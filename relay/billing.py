@@ -111,8 +111,7 @@ class Billing:
     async def hold(self, caller: Caller, request_id: str, amount_nanos: int, exposure_nanos: int = 0) -> None:
         """Reserve the estimate, or refuse with 402 before anything is spent. A key with a budget
         has the estimate held on its budget too, in the same transaction (relay.key_budget)."""
-        budgeted = caller.controls is not None and caller.controls.budgeted
-        op = HoldOp(caller.account_id, request_id, amount_nanos, key_id=caller.key_id if budgeted else None,
+        op = HoldOp(caller.account_id, request_id, amount_nanos, key_id=caller.key_id if caller.budgeted else None,
                     exposure_nanos=exposure_nanos)
         try:
             await self.writer.submit(op)

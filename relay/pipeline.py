@@ -238,7 +238,7 @@ def _hold_plan(state: RelayState, caller: Caller, model: CatalogModel, worst: Us
     """The account's hold policy (relay.hold_policy): adaptive holds and admits the prompt plus an
     output estimate; worst_case, and keys with a budget (their bound assumes worst-case holds),
     the whole of `worst`."""
-    if caller.hold_policy != ADAPTIVE or (caller.controls is not None and caller.controls.budgeted):
+    if caller.hold_policy != ADAPTIVE or caller.budgeted:
         return worst
     return state.output_stats.admitted(caller.account_id, model.name, worst)
 
@@ -249,16 +249,17 @@ async def _hold_and_send(state: RelayState, ex: Exchange, amount_nanos: int,
     """Admit the estimate from this process's balance lease and call the provider (no write at
     all; a stream that runs long moves to a hold of its own for its checkpoints: Billing.track).
     Otherwise hold the estimate, then call the provider; or both at once when the account's last
-    known available balance covers the estimate many times over (Billing.covers_easily). A hold refused then still ends
-    in the client's 402, and the provider's answer is dropped unseen: the money rule holds either
-    way, speculation only saves the hold's round trip from the latency. An adaptive request's
-    `exposure_nanos` (worst case − amount) rides on its hold; a lease admits its worst case."""
+    known available balance covers the estimate many times over (Billing.covers_easily). A hold
+    refused then still ends in the client's 402, and the provider's answer is dropped unseen: the
+    money rule holds either way, speculation only saves the hold's round trip from the latency. An
+    adaptive request's `exposure_nanos` (worst case − amount) rides on its hold; a lease admits
+    its worst case."""
     caller = ex.caller
     assert caller is not None
     ex.estimate_nanos = amount_nanos + exposure_nanos
     # A key with a budget takes exact holds only: a lease or a speculative dispatch admits in
     # memory, and the key's budget is checked in the hold's own transaction (relay.key_budget).
-    budgeted = caller.controls is not None and caller.controls.budgeted
+    budgeted = caller.budgeted
     if not budgeted:
         ex.lease = state.billing.lease_for(caller, ex.estimate_nanos)
         if ex.lease is not None:
