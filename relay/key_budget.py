@@ -7,9 +7,10 @@ Like the account (relay.ledger), a budgeted key keeps running totals, `spent_nan
 
 with the roll-over folded into the same statement (spent := spent', period_start := the current
 period's start), so two processes can neither both pass the check nor both reset the period.
-The hold row names the key (Hold.api_key_id, written with the hold); whoever closes the hold (settle, release, expiry)
-moves the key too: held → spent for the charge, held freed on release. Every hold of a budgeted
-key is an exact hold (no lease, no speculative dispatch), so at any commit
+The hold row names the key (Hold.api_key_id, written with the hold); whoever closes the hold
+(settle, release, expiry) moves the key too: held → spent for the charge, held freed on release.
+Every hold of a budgeted key is an exact hold (no lease, no speculative dispatch), so at any
+commit
 
     spent + held <= budget        (charges within their holds)
 
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from relay import alerts
 from relay.db.engine import read_scope, session_scope
-from relay.db.models import ApiKey, Hold, utcnow
+from relay.db.models import ApiKey, utcnow
 from relay.key_controls import PERIODS, KeyBudgetExceeded, next_reset, period_start
 
 _keys: Table = ApiKey.__table__  # type: ignore[assignment]
@@ -131,20 +132,15 @@ def view_of(budget: Optional[int], period: Optional[str], spent: int, held: int,
             "remaining_nanos": budget - spent - held, "reset_at": next_reset(period, now)}
 
 
-def expired(session: Session, holds: Sequence[tuple[str, int, int]]) -> None:
-    """Holds just expired (hold id, amount, checkpoint charge): free them on their keys' budgets
-    and count the checkpoint charges as spent, in the expiry's transaction (relay.ledger._expire)."""
-    found = session.execute(select(Hold.id, Hold.api_key_id).where(  # type: ignore[call-overload]
-        Hold.id.in_([h[0] for h in holds]), Hold.api_key_id.is_not(None))).all()  # type: ignore[union-attr]
-    if not found:
-        return
-    key_of = dict(found)
+def expired(session: Session, holds: Sequence[tuple[int, int, int]]) -> None:
+    """Budgeted holds just expired (key id, amount, checkpoint charge): free them on their keys'
+    budgets and count the checkpoint charges as spent, in the expiry's transaction
+    (relay.ledger._expire)."""
     moves: dict[int, list[int]] = {}
-    for hold_id, amount, charge in holds:
-        if hold_id in key_of:
-            move = moves.setdefault(key_of[hold_id], [0, 0])
-            move[0] -= amount
-            move[1] += charge
+    for key_id, amount, charge in holds:
+        move = moves.setdefault(key_id, [0, 0])
+        move[0] -= amount
+        move[1] += charge
     apply_session(session, [(key, held, spent) for key, (held, spent) in moves.items()])
 
 

@@ -503,7 +503,7 @@ def _expire(session: Session, now: datetime, account_id: Optional[int]) -> int:
         .where(_holds.c.id.in_(due.with_for_update(skip_locked=True)), _holds.c.status == "open")
         .values(status="expired")
         .returning(_holds.c.id, _holds.c.account_id, _holds.c.amount_nanos, _holds.c.checkpoint,
-                   _holds.c.exposure_nanos)
+                   _holds.c.exposure_nanos, _holds.c.api_key_id)
     ).all()
     if not rows:
         return 0
@@ -536,8 +536,8 @@ def _expire(session: Session, now: datetime, account_id: Optional[int]) -> int:
     if records:
         session.exec(insert(_records), params=records)
     # Budgeted keys' holds: freed on the key too, and a checkpoint counted as the key's spend.
-    key_budget.expired(session, [(row.id, row.amount_nanos, int(row.checkpoint["charge_nanos"]) if row.checkpoint
-                                  else 0) for row in rows])
+    key_budget.expired(session, [(row.api_key_id, row.amount_nanos, int(row.checkpoint["charge_nanos"])
+                                  if row.checkpoint else 0) for row in rows if row.api_key_id is not None])
     return len(rows)
 
 
