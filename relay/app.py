@@ -171,6 +171,7 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
             alerting.cancel()
         await relay.drain()  # settle what is in flight before the process goes
         await relay.billing.close()
+        observe.flush()  # the last requests' counters and log lines
         await relay.limiter.close()
         await upstream_client.close()
 

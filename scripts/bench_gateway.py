@@ -190,6 +190,20 @@ def measure(peer: dict, upstream: anchors.Proc, s: Scenario, body: Path, conc: i
     return rec
 
 
+def start(peer: dict, out: Path, procs: list, suffix: str = "") -> bool:
+    """Start a peer's process (its log: logs/<name><suffix>.log) and wait until it answers."""
+    peer["proc"] = anchors.Proc(peer["name"] + suffix, peer["cmd"], {**os.environ, **peer.get("env", {})},
+                                peer.get("cwd"), out / "logs")
+    procs.append(peer["proc"])
+    started = time.time()
+    if anchors.wait_http(peer["ready"], peer["proc"], peer.get("start_timeout", 60)) is None:
+        peer["start_error"] = f"did not become ready (see logs/{peer['name']}{suffix}.log)"
+        anchors.log(peer["name"], peer["start_error"])
+        return False
+    peer["startup_s"] = round(time.time() - started, 1)
+    return True
+
+
 def profile(peer: dict, body: Path, seconds: float, out: Path) -> list[str]:
     """py-spy (raw format) on the peer's Python process during a c=1 chat run; top functions."""
     spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
@@ -316,6 +330,11 @@ def options() -> argparse.Namespace:
     ap.add_argument("--observability-compare", action="store_true",
                     help="peers relay-obs-on and relay-obs-off (this checkout with metrics and JSON "
                     "request logs on, and off): what observability costs, in one interleaved run")
+    ap.add_argument("--restart-each-rep", action="store_true",
+                    help="start the relay peers afresh before every rep: two processes of one checkout "
+                    "differ by a few percent in req/s (where the kernel places them, their allocations), "
+                    "so a comparison of two processes is paired over fresh pairs (on by default with "
+                    "--observability-compare)")
     ap.add_argument("--before-checkout", default="/tmp/relay-baseline", help="relay-before: a checkout with .venv")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
                     help="sqlite: SQLite + in-process limiter; postgres: fresh PostgreSQL database + Redis")
@@ -351,6 +370,7 @@ def options() -> argparse.Namespace:
         args.peers = ",".join(p for p in args.peers.split(",") if p.strip() in ("direct", *RELAY_PEERS))
     if args.observability_compare:
         args.peers = ",".join(OBSERVABILITY)  # alone, so the two alternate back to back (ABBA)
+        args.restart_each_rep = True
         if args.profile_peer not in OBSERVABILITY:
             args.profile_peer = "relay-obs-on"
     return args
@@ -405,16 +425,8 @@ def main() -> None:
             if peer.get("start_error"):
                 anchors.log(peer["name"], peer["start_error"])
                 continue
-            if peer.get("cmd"):
-                peer["proc"] = anchors.Proc(peer["name"], peer["cmd"], {**os.environ, **peer.get("env", {})},
-                                            peer.get("cwd"), out / "logs")
-                procs.append(peer["proc"])
-                started = time.time()
-                if anchors.wait_http(peer["ready"], peer["proc"], peer.get("start_timeout", 60)) is None:
-                    peer["start_error"] = f"did not become ready (see logs/{peer['name']}.log)"
-                    anchors.log(peer["name"], peer["start_error"])
-                    continue
-                peer["startup_s"] = round(time.time() - started, 1)
+            if peer.get("cmd") and not start(peer, out, procs):
+                continue
             peer["smoke"] = smoke(peer)
             anchors.log(peer["name"], "startup", peer.get("startup_s"), "smoke", peer["smoke"])
         meta["peers"] = {p["name"]: {k: p.get(k) for k in ("cmd", "base", "startup_s", "start_error", "smoke")}
@@ -432,6 +444,14 @@ def main() -> None:
         points = [(s, conc) for s in scenarios
                   for conc in ([int(c) for c in getattr(args, s.levels).split(",") if c.strip()] if s.levels else [1])]
         for rep in range(1, args.reps + 1):
+            if args.restart_each_rep and rep > 1:  # a new process per rep: see --restart-each-rep
+                for peer in live:
+                    if peer.get("relay") and peer.get("proc"):
+                        peer["proc"].stop()
+                        procs.remove(peer["proc"])
+                        if start(peer, out, procs, f"-rep{rep}"):
+                            anchors.run_wrk(peer["base"] + "/chat/completions", chat_body, peer["chat_h"], 16,
+                                            args.initial_warmup)
             # Point by point, every peer in turn, the order reversed every other rep: two peers'
             # figures for a point are seconds apart, and neither always runs first.
             for s, conc in points:

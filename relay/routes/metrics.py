@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay import metrics
+from relay import metrics, observe
 from relay.errors import RelayError, render
 
 
@@ -30,6 +30,7 @@ async def metrics_endpoint(request: Request) -> Response:
                            "key.", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         return render(error, "openai")
     state = request.app.state.relay
+    observe.flush()  # the requests finished since the last flush count in this scrape
     snap = await anyio.to_thread.run_sync(metrics.read_snapshot, state.engine)
     body = metrics.exposition(snap, state.billing.writer.backlog)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
