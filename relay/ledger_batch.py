@@ -111,7 +111,7 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
     sql = ledger_sql.for_dialect(engine.dialect)
     # SQLAlchemy owns the transaction (its "begin" hook makes it BEGIN IMMEDIATE on SQLite); the
     # statements go to the driver directly (relay.ledger_sql says why).
-    with engine.begin() as connection:
+    with engine.begin() as connection, sql.pipeline(connection, _driver_only(ops)):
         _close_holds(connection, sql, ops, batch)
         _move_from_leases(connection, sql, ops, batch, results)
         _apply_to_accounts(connection, sql, ops, batch, results)
@@ -124,6 +124,13 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
     for index, op in batch.later:
         results[index] = _one_by_one(engine, op)
     return results
+
+
+def _driver_only(ops: list[Op]) -> bool:
+    """Whether the batch's transaction runs relay.ledger_sql's statements alone: settlements and
+    releases of holds on no key's budget (holds may explain a refusal, and keys' budgets are
+    written through SQLAlchemy, whose results a pipeline would hide until its sync)."""
+    return all(isinstance(op, (SettleOp, ReleaseOp)) and op.key_id is None for op in ops)
 
 
 def commit_each(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Exception]]:

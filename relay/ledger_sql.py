@@ -12,8 +12,9 @@ values already in the form the column types would give them. The transaction its
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, ContextManager, Optional, Sequence
 
 import orjson
 from sqlalchemy import Connection, Dialect, Table
@@ -55,12 +56,21 @@ class DriverSql:
                "RETURNING id, account_id, amount_nanos, exposure_nanos")
         return self._fetch(connection, sql, [status, *params])
 
+    def pipeline(self, connection: Connection, driver_only: bool) -> ContextManager[Any]:
+        """PostgreSQL, when only these statements run in the transaction: psycopg's pipeline
+        mode, which sends a statement without waiting for the one before unless its result is
+        read (RETURNING rows). A lease's settlement (BEGIN, the draw, the account, the entries, the
+        record) then waits on two round trips, not five: its batch took 1.04 ms, not 1.25 ms
+        (medians, loopback). SQLite has no round trips."""
+        if self.dialect != "postgresql" or not driver_only:
+            return contextlib.nullcontext()
+        return connection.connection.driver_connection.pipeline()
+
     def draw_from_hold(self, connection: Connection, hold_id: str, amount_nanos: int) -> bool:
         """Lower an open hold (a lease) by what was charged against it; False if it is not open."""
-        cursor = _cursor(connection)
-        cursor.execute(f"UPDATE hold SET amount_nanos = amount_nanos - {self.p} WHERE id = {self.p} "
-                       "AND status = 'open'", (amount_nanos, hold_id))
-        return cursor.rowcount == 1
+        # RETURNING, not the row count: a pipeline gives rows when they are read.
+        return bool(self._fetch(connection, f"UPDATE hold SET amount_nanos = amount_nanos - {self.p} "
+                                f"WHERE id = {self.p} AND status = 'open' RETURNING id", (amount_nanos, hold_id)))
 
     def move(self, connection: Connection, account_id: int, balance: int, held: int, exposure: int = 0) -> None:
         _cursor(connection).execute(self.move_sql, (balance, held, exposure, account_id))

@@ -212,3 +212,30 @@ def test_a_charge_on_an_expired_lease_is_charged_once(engine: Engine, new_accoun
     assert ledger.account_balance(engine, acct) == ledger.BalanceView(10_000 - 120, 0, 10_000 - 120)
     assert [c.amount_nanos for c in charges(engine, acct)] == [-120]
     assert ledger.check_invariant(engine, acct) == []
+
+
+def test_settlements_alone_go_through_a_pipeline_on_postgresql(engine: Engine,
+                                                               new_account: Callable[..., int]) -> None:
+    """A batch of settlements and releases on no key's budget runs only relay.ledger_sql's
+    statements: on PostgreSQL they go in psycopg's pipeline mode (fewer round trips), and the
+    batch keeps every promise; holds and key budgets (SQLAlchemy statements inside) never do."""
+    from psycopg import pq
+
+    from relay import ledger_batch, ledger_sql
+
+    account = new_account(1000)
+    settled, released = rid(), rid()
+    assert ledger_batch._driver_only([SettleOp(account, settled, 1, True, {}), ReleaseOp(account, released, True, None)])
+    assert not ledger_batch._driver_only([HoldOp(account, settled, 1)])
+    assert not ledger_batch._driver_only([SettleOp(account, settled, 1, True, {}, key_id=3)])
+    sql = ledger_sql.for_dialect(engine.dialect)
+    with engine.connect() as connection:
+        with sql.pipeline(connection, True):
+            status = getattr(connection.connection.driver_connection, "pgconn", None)
+            on = status is not None and status.pipeline_status != pq.PipelineStatus.OFF
+        assert on == (engine.dialect.name == "postgresql")
+    assert commit(engine, [HoldOp(account, settled, 300), HoldOp(account, released, 200)], TTL) == [None, None]
+    assert commit(engine, [SettleOp(account, settled, 250, True, record(account, settled, 250)),
+                           ReleaseOp(account, released, True, record(account, released, status="error"))], TTL) == [None, None]
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(750, 0, 750)
+    assert ledger.check_invariant(engine, account) == [] and records(engine, account) == 2
