@@ -15,7 +15,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from relay import ledger_batch
 from relay.ledger_batch import HoldOp, Op
@@ -27,7 +27,8 @@ MAX_BATCH = 512
 
 class LedgerWriter:
     def __init__(self, engine: Engine, hold_ttl_s: float, max_batch: int = MAX_BATCH) -> None:
-        self.engine = engine
+        self.engine = writer_engine(engine)
+        self._owns_engine = self.engine is not engine
         self.hold_ttl_s = hold_ttl_s
         self.max_batch = max_batch
         self._queue: list[tuple[Op, asyncio.Future]] = []
@@ -116,6 +117,19 @@ class LedgerWriter:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
+        if self._owns_engine:
+            self.engine.dispose()
+
+
+def writer_engine(engine: Engine) -> Engine:
+    """PostgreSQL: the writer's own pool of two connections, without the pre-ping that the shared
+    pool spends on every checkout (a round trip, ~0.1 ms of a lone settlement's 1.05 ms). A
+    connection that died while idle (the server restarted) fails its batch at the first statement,
+    before anything is written; SQLAlchemy then invalidates the pool, and _run retries the batch
+    one op at a time on new connections. SQLite: the shared engine."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return create_engine(engine.url, pool_size=2, max_overflow=0, pool_pre_ping=False, hide_parameters=True)
 
 
 def _retrieved(future: asyncio.Future) -> None:

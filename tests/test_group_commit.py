@@ -239,3 +239,34 @@ def test_settlements_alone_go_through_a_pipeline_on_postgresql(engine: Engine,
                            ReleaseOp(account, released, True, record(account, released, status="error"))], TTL) == [None, None]
     assert ledger.account_balance(engine, account) == ledger.BalanceView(750, 0, 750)
     assert ledger.check_invariant(engine, account) == [] and records(engine, account) == 2
+
+
+def test_the_writer_outlives_a_dead_connection(engine: Engine, new_account: Callable[..., int]) -> None:
+    """PostgreSQL: the writer's own pool has no pre-ping (group_commit.writer_engine). When the
+    server ends its idle connection, the next batch fails before writing anything and is retried
+    on a new connection: committed once, nothing lost."""
+    if engine.dialect.name != "postgresql":
+        assert LedgerWriter(engine, TTL).engine is engine
+        return
+    from sqlalchemy import text
+
+    account = new_account(1000)
+    first, second = rid(), rid()
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        assert writer.engine is not engine and not writer.engine.pool._pre_ping
+        await writer.submit(HoldOp(account, first, 100))
+        with writer.engine.connect() as connection:  # the pool's one idle connection
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        await writer.submit(SettleOp(account, first, 60, True, record(account, first, 60)))
+        await writer.submit(HoldOp(account, second, 100))
+        await writer.close()
+        return writer
+
+    asyncio.run(run())
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(940, 100, 840)
+    assert len(charges(engine, account)) == 1 and records(engine, account) == 1
+    assert ledger.check_invariant(engine, account) == []
