@@ -331,9 +331,9 @@ def options() -> argparse.Namespace:
                     help="peers relay-obs-on and relay-obs-off (this checkout with metrics and JSON "
                     "request logs on, and off): what observability costs, in one interleaved run")
     ap.add_argument("--restart-each-rep", action="store_true",
-                    help="start the relay peers afresh before every rep: two processes of one checkout "
-                    "differ by a few percent in req/s (where the kernel places them, their allocations), "
-                    "so a comparison of two processes is paired over fresh pairs (on by default with "
+                    help="start the relay peers afresh before every rep: two long-lived processes of one "
+                    "checkout can differ by a few percent for a whole run (seen in A/A runs), so a "
+                    "comparison of two processes is paired over fresh pairs (on by default with "
                     "--observability-compare)")
     ap.add_argument("--before-checkout", default="/tmp/relay-baseline", help="relay-before: a checkout with .venv")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
