@@ -8,9 +8,9 @@ The checks raise ValueError with a message an operator can act on; the admin API
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StrictStr, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, StrictStr, ValidationInfo, field_validator
 
 MAX_NAME_CHARS = 64
 # Letters, digits and . _ @ + - ; starting with a letter or digit. Names appear in URLs
@@ -89,17 +89,22 @@ class TierIn(BaseModel):
     tier: StrictStr
 
 
+def not_a_bool(example: str) -> BeforeValidator:
+    """An amount of USD field takes a decimal string or a number, and a JSON true is neither
+    (pydantic would read it as 1): refused with the field's name and `example`."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"{info.field_name} is a decimal string such as {example}, not a boolean")
+        return value
+
+    return BeforeValidator(check)
+
+
 class HoldPolicyIn(BaseModel):
     """PUT /admin/accounts/{name}/hold-policy (relay.hold_policy)."""
     policy: StrictStr
-    overdraft_usd: StrictStr | int | None = None
-
-    @field_validator("overdraft_usd", mode="before")
-    @classmethod
-    def _no_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("overdraft_usd is a decimal string such as \"5\", not a boolean")
-        return value
+    overdraft_usd: Annotated[StrictStr | int | None, not_a_bool('"5"')] = None
 
 
 class KeyIn(BaseModel):
@@ -108,23 +113,9 @@ class KeyIn(BaseModel):
 
 class AlertIn(BaseModel):
     """PUT /admin/accounts/{name}/alert: a USD threshold ("0": balance.depleted only), null clears."""
-    low_balance_usd: StrictStr | int | None
-
-    @field_validator("low_balance_usd", mode="before")
-    @classmethod
-    def _no_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("low_balance_usd is a decimal string such as \"5\", or null, not a boolean")
-        return value
+    low_balance_usd: Annotated[StrictStr | int | None, not_a_bool('"5", or null')]
 
 
 class TopupIn(BaseModel):
-    amount_usd: StrictStr | int | float
+    amount_usd: Annotated[StrictStr | int | float, not_a_bool('"25" or "10.50"')]
     note: StrictStr | None = Field(default=None, max_length=MAX_NOTE_CHARS)
-
-    @field_validator("amount_usd", mode="before")
-    @classmethod
-    def _no_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("amount_usd is a decimal string such as \"25\" or \"10.50\", not a boolean")
-        return value

@@ -3,11 +3,11 @@ field that is absent is kept; null (or "none") clears it."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from relay.schemas.admin import MAX_LABEL_CHARS
+from relay.schemas.admin import MAX_LABEL_CHARS, not_a_bool
 
 _Amount = Union[StrictStr, StrictInt, float]
 
@@ -15,18 +15,11 @@ _Amount = Union[StrictStr, StrictInt, float]
 class KeyControlsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    budget_usd: Optional[_Amount] = None
+    budget_usd: Annotated[Optional[_Amount], not_a_bool('"25"')] = None
     budget_period: Optional[StrictStr] = None
     models: Optional[Union[list[StrictStr], StrictStr]] = Field(default=None)
     rpm: Optional[Union[StrictInt, StrictStr]] = None
     tpm: Optional[Union[StrictInt, StrictStr]] = None
-
-    @field_validator("budget_usd", mode="before")
-    @classmethod
-    def _no_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("budget_usd is a decimal string such as \"25\", not a boolean")
-        return value
 
     def given(self) -> dict[str, Any]:
         """The controls the body names (null included), for relay.key_admin."""
