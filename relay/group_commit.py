@@ -1,7 +1,8 @@
 """Group commit: the requests of one process queue their ledger operations, and one writer task
 applies all that are waiting in a single transaction on its own thread (relay.ledger_batch), then
 answers each caller. Under load a batch holds many requests, so the cost of a transaction
-and of a thread hop is shared; alone, a request pays for one, as before.
+and of a thread hop is shared; alone, a request pays for one, as before. On PostgreSQL a batch
+that only settles and releases runs on the event loop instead (relay.ledger_async): no hop at all.
 
 A caller that goes away (the client disconnected) does not take its operation with it: once
 submitted, an operation is committed, and shutdown (`close`) waits for every queued one.
@@ -18,6 +19,7 @@ from typing import Optional
 from sqlalchemy import Engine, create_engine
 
 from relay import ledger_batch
+from relay.ledger_async import AsyncSettlements
 from relay.ledger_batch import HoldOp, Op
 
 log = logging.getLogger("relay.group_commit")
@@ -38,8 +40,10 @@ class LedgerWriter:
         # One thread of its own: batches are sequential anyway, and handing work to a plain executor
         # costs less than anyio's worker threads (measured: ~20–40 µs less per batch).
         self._thread: Optional[ThreadPoolExecutor] = None
+        self._on_loop = AsyncSettlements.for_engine(engine)
         self.batches = 0  # committed batches, and operations in them (for tests and the bench)
         self.operations = 0
+        self.loop_batches = 0  # of them, committed on the event loop (relay.ledger_async)
 
     @property
     def backlog(self) -> int:
@@ -74,8 +78,11 @@ class LedgerWriter:
                 batch = self._take()
                 ops = [op for op, _ in batch]
                 try:
-                    results = await loop.run_in_executor(thread, ledger_batch.commit, self.engine, ops,
-                                                         self.hold_ttl_s)
+                    if self._on_loop is not None and ledger_batch.driver_only(ops):
+                        results = await self._commit_on_loop(ops)
+                    else:
+                        results = await loop.run_in_executor(thread, ledger_batch.commit, self.engine, ops,
+                                                             self.hold_ttl_s)
                 except Exception:  # noqa: BLE001 - one bad op must not fail the others
                     log.warning("batch of %d ledger operations failed; retrying one by one", len(ops), exc_info=True)
                     results = await loop.run_in_executor(thread, ledger_batch.commit_each, self.engine,
@@ -90,6 +97,15 @@ class LedgerWriter:
                     else:
                         future.set_exception(result)
                 self._committing = False
+
+    async def _commit_on_loop(self, ops: list[Op]) -> list[Optional[Exception]]:
+        assert self._on_loop is not None
+        results, later = await self._on_loop.commit(ops, self.hold_ttl_s)
+        self.loop_batches += 1
+        for index, op in later:  # rare (an expired hold or lease): relay.ledger, on the thread
+            results[index] = await asyncio.get_running_loop().run_in_executor(
+                self._thread, ledger_batch.one_by_one, self.engine, op)
+        return results
 
     def _take(self) -> list[tuple[Op, asyncio.Future]]:
         """The next batch: up to max_batch, and never a hold together with a later operation on the
@@ -117,6 +133,8 @@ class LedgerWriter:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
+        if self._on_loop is not None:
+            await self._on_loop.close()
         if self._owns_engine:
             self.engine.dispose()
 

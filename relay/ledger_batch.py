@@ -90,7 +90,7 @@ Op = HoldOp | SettleOp | ReleaseOp | MoveOp
 
 
 @dataclass
-class _Batch:
+class Batch:
     now: datetime
     ttl: timedelta
     entries: list[dict[str, Any]] = field(default_factory=list)
@@ -107,11 +107,11 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
     """Apply `ops` in one transaction; per op, None or the exception its caller should see
     (ledger.InsufficientBalance for a refused hold)."""
     results: list[Optional[Exception]] = [None] * len(ops)
-    batch = _Batch(utcnow(), timedelta(seconds=hold_ttl_s))
+    batch = Batch(utcnow(), timedelta(seconds=hold_ttl_s))
     sql = ledger_sql.for_dialect(engine.dialect)
     # SQLAlchemy owns the transaction (its "begin" hook makes it BEGIN IMMEDIATE on SQLite); the
     # statements go to the driver directly (relay.ledger_sql says why).
-    with engine.begin() as connection, sql.pipeline(connection, _driver_only(ops)):
+    with engine.begin() as connection, sql.pipeline(connection, driver_only(ops)):
         _close_holds(connection, sql, ops, batch)
         _move_from_leases(connection, sql, ops, batch, results)
         _apply_to_accounts(connection, sql, ops, batch, results)
@@ -122,11 +122,11 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
         if batch.records:
             sql.insert_records(connection, batch.records)
     for index, op in batch.later:
-        results[index] = _one_by_one(engine, op)
+        results[index] = one_by_one(engine, op)
     return results
 
 
-def _driver_only(ops: list[Op]) -> bool:
+def driver_only(ops: list[Op]) -> bool:
     """Whether the batch's transaction runs relay.ledger_sql's statements alone: settlements and
     releases of holds on no key's budget (holds may explain a refusal, and keys' budgets are
     written through SQLAlchemy, whose results a pipeline would hide until its sync)."""
@@ -145,16 +145,41 @@ def commit_each(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Option
     return results
 
 
-def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch) -> None:
+def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: Batch) -> None:
+    closed = [row for status, ids in closings(ops) for row in sql.close_holds(connection, ids, status)]
+    # Hold rows before accounts (the ledger's lock order): the leases still open take their draws.
+    drawn = {lease for lease, amount in lease_draws(ops) if sql.draw_from_hold(connection, lease, amount)}
+    book_closings(ops, closed, drawn, batch)
+
+
+def closings(ops: list[Op]) -> list[tuple[str, list[str]]]:
+    """The holds the batch's settlements and releases close: (status, request ids) per status."""
     closing = {op.request_id: op for op in ops if isinstance(op, (SettleOp, ReleaseOp)) and op.held}
-    closed: dict[str, tuple[int, int]] = {}
+    found = []
     for status, cls in (("settled", SettleOp), ("released", ReleaseOp)):
-        ids = [rid for rid, op in closing.items() if isinstance(op, cls)]
-        if ids:
-            for rid, account_id, amount, exposure in sql.close_holds(connection, ids, status):
-                closed[rid] = (account_id, amount)
-                batch.exposure[account_id] -= exposure  # its worst case is settled or gone
-    drawn = _draw_from_leases(connection, sql, ops)
+        if ids := [rid for rid, op in closing.items() if isinstance(op, cls)]:
+            found.append((status, ids))
+    return found
+
+
+def lease_draws(ops: list[Op]) -> list[tuple[str, int]]:
+    """What the batch's leased charges take out of each lease's hold row, in lease order."""
+    draws: dict[str, int] = defaultdict(int)
+    for op in ops:
+        if isinstance(op, SettleOp) and op.lease:
+            draws[op.lease] += op.draw_nanos
+    return sorted(draws.items())
+
+
+def book_closings(ops: list[Op], closed_rows: list[tuple[str, int, int, int]], drawn: set[str],
+                  batch: Batch) -> None:
+    """The batch's books for its settlements and releases, given the holds that were open to close
+    (close_holds' rows) and the leases that took their draws: releases, charges, records, and
+    what moves on each account; the rest (the hold or lease was gone) goes to `batch.later`."""
+    closed: dict[str, tuple[int, int]] = {}
+    for rid, account_id, amount, exposure in closed_rows:
+        closed[rid] = (account_id, amount)
+        batch.exposure[account_id] -= exposure  # its worst case is settled or gone
     for index, op in enumerate(ops):
         if isinstance(op, (HoldOp, MoveOp)):
             continue
@@ -183,28 +208,18 @@ def _close_holds(connection: Connection, sql: DriverSql, ops: list[Op], batch: _
             batch.records.append(op.record)
 
 
-def _release(batch: _Batch, account_id: int, amount: int, request_id: str, note: str) -> None:
+def _release(batch: Batch, account_id: int, amount: int, request_id: str, note: str) -> None:
     batch.held[account_id] -= amount
     batch.entries.append(ledger._entry(account_id, "release", amount, request_id, batch.now, note=note))
 
 
-def _key_move(batch: _Batch, account_id: int, key_id: int, held: int, spent: int) -> None:
+def _key_move(batch: Batch, account_id: int, key_id: int, held: int, spent: int) -> None:
     move = batch.keys[account_id].setdefault(key_id, [0, 0])
     move[0] += held
     move[1] += spent
 
 
-def _draw_from_leases(connection: Connection, sql: DriverSql, ops: list[Op]) -> set[str]:
-    """Take the batch's leased charges out of their leases' hold rows (hold rows before accounts,
-    the ledger's lock order); the leases still open, whose draws were made."""
-    draws: dict[str, int] = defaultdict(int)
-    for op in ops:
-        if isinstance(op, SettleOp) and op.lease:
-            draws[op.lease] += op.draw_nanos
-    return {lease for lease, amount in sorted(draws.items()) if sql.draw_from_hold(connection, lease, amount)}
-
-
-def _move_from_leases(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch,
+def _move_from_leases(connection: Connection, sql: DriverSql, ops: list[Op], batch: Batch,
                       results: list[Optional[Exception]]) -> None:
     """MoveOps: lower the lease's hold row, open the stream's own (hold rows before accounts)."""
     for index, op in enumerate(ops):
@@ -221,16 +236,16 @@ class LeaseGone(LookupError):
     """The lease's hold row is no longer open (it expired): nothing can move out of it."""
 
 
-def _apply_to_accounts(connection: Connection, sql: DriverSql, ops: list[Op], batch: _Batch,
+def _apply_to_accounts(connection: Connection, sql: DriverSql, ops: list[Op], batch: Batch,
                        results: list[Optional[Exception]]) -> None:
     holds: dict[int, list[tuple[int, HoldOp]]] = defaultdict(list)
     for index, op in enumerate(ops):
         if isinstance(op, HoldOp):
             holds[op.account_id].append((index, op))
-    for account_id in sorted(set(batch.balance) | set(batch.held) | set(batch.exposure) | set(holds)):
-        if batch.balance[account_id] or batch.held[account_id] or batch.exposure[account_id]:
-            sql.move(connection, account_id, batch.balance[account_id], batch.held[account_id],
-                     batch.exposure[account_id])
+    moves = account_moves(batch)
+    for account_id in sorted(set(moves) | set(batch.keys) | set(holds)):
+        if account_id in moves:
+            sql.move(connection, account_id, *moves[account_id])
         for key_id, (held, spent) in sorted(batch.keys.get(account_id, {}).items()):  # after its account
             key_budget.move(connection, key_id, held, spent)
         for index, op in holds[account_id]:
@@ -251,7 +266,18 @@ def _apply_to_accounts(connection: Connection, sql: DriverSql, ops: list[Op], ba
                 results[index] = _refusal(connection, account_id, op.amount_nanos)
 
 
-def _reserve_key(connection: Connection, sql: DriverSql, batch: _Batch, op: HoldOp) -> Optional[Exception]:
+def account_moves(batch: Batch) -> dict[int, tuple[int, int, int]]:
+    """Each account's net change in the batch (balance, held, exposure), the unchanged left out;
+    applied in ascending account id, the order concurrent batches lock accounts in."""
+    moves = {}
+    for account_id in sorted(set(batch.balance) | set(batch.held) | set(batch.exposure)):
+        change = (batch.balance[account_id], batch.held[account_id], batch.exposure[account_id])
+        if any(change):
+            moves[account_id] = change
+    return moves
+
+
+def _reserve_key(connection: Connection, sql: DriverSql, batch: Batch, op: HoldOp) -> Optional[Exception]:
     """The key's budget, once the account's balance admitted the hold: None when it covers the
     amount too; else the key's refusal, with the account's reservation undone."""
     assert op.key_id is not None
@@ -280,7 +306,7 @@ def _refusal(connection: Connection, account_id: int, amount_nanos: int) -> Exce
                                       amount_nanos)
 
 
-def _one_by_one(engine: Engine, op: Op) -> Optional[Exception]:
+def one_by_one(engine: Engine, op: Op) -> Optional[Exception]:
     record = UsageRecord(**op.record) if not isinstance(op, HoldOp) and op.record is not None else None
     also = [record] if record is not None else []
     try:

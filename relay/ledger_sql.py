@@ -48,13 +48,16 @@ class DriverSql:
 
     def close_holds(self, connection: Connection, ids: Sequence[str], status: str) -> list[tuple[str, int, int, int]]:
         """Close the open holds among `ids`: (id, account_id, amount_nanos, exposure_nanos) of each one closed."""
+        return self._fetch(connection, *self.close_holds_statement(ids, status))
+
+    def close_holds_statement(self, ids: Sequence[str], status: str) -> tuple[str, list[Any]]:
         if self.dialect == "postgresql":
             where, params = "id = ANY(%s)", [list(ids)]
         else:
             where, params = f"id IN ({', '.join([self.p] * len(ids))})", list(ids)
         sql = (f"UPDATE hold SET status = {self.p} WHERE {where} AND status = 'open' "
                "RETURNING id, account_id, amount_nanos, exposure_nanos")
-        return self._fetch(connection, sql, [status, *params])
+        return sql, [status, *params]
 
     def pipeline(self, connection: Connection, driver_only: bool) -> ContextManager[Any]:
         """PostgreSQL, when only these statements run in the transaction: psycopg's pipeline
@@ -68,9 +71,12 @@ class DriverSql:
 
     def draw_from_hold(self, connection: Connection, hold_id: str, amount_nanos: int) -> bool:
         """Lower an open hold (a lease) by what was charged against it; False if it is not open."""
+        return bool(self._fetch(connection, *self.draw_statement(hold_id, amount_nanos)))
+
+    def draw_statement(self, hold_id: str, amount_nanos: int) -> tuple[str, tuple[Any, ...]]:
         # RETURNING, not the row count: a pipeline gives rows when they are read.
-        return bool(self._fetch(connection, f"UPDATE hold SET amount_nanos = amount_nanos - {self.p} "
-                                f"WHERE id = {self.p} AND status = 'open' RETURNING id", (amount_nanos, hold_id)))
+        return (f"UPDATE hold SET amount_nanos = amount_nanos - {self.p} WHERE id = {self.p} AND status = 'open' "
+                "RETURNING id", (amount_nanos, hold_id))
 
     def move(self, connection: Connection, account_id: int, balance: int, held: int, exposure: int = 0) -> None:
         _cursor(connection).execute(self.move_sql, (balance, held, exposure, account_id))
@@ -91,12 +97,17 @@ class DriverSql:
              h.get("exposure_nanos", 0), h.get("api_key_id")) for h in holds])
 
     def insert_entries(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
-        stamp = self.stamp
-        _cursor(connection).executemany(self.insert_entries_sql, [
-            (e["account_id"], e["kind"], e["amount_nanos"], e["request_id"], e["idempotency_key"], e["note"],
-             stamp(e["created_at"])) for e in entries])
+        _cursor(connection).executemany(self.insert_entries_sql, self.entry_rows(entries))
 
     def insert_records(self, connection: Connection, records: list[dict[str, Any]]) -> None:
+        _cursor(connection).executemany(self.insert_records_sql, self.record_rows(records))
+
+    def entry_rows(self, entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        stamp = self.stamp
+        return [(e["account_id"], e["kind"], e["amount_nanos"], e["request_id"], e["idempotency_key"], e["note"],
+                 stamp(e["created_at"])) for e in entries]
+
+    def record_rows(self, records: list[dict[str, Any]]) -> list[list[Any]]:
         stamp, columns = self.stamp, self.record_columns
         rows = []
         for record in records:
@@ -104,7 +115,7 @@ class DriverSql:
             row[columns.index("usage")] = orjson.dumps(record.get("usage") or {}).decode()
             row[columns.index("created_at")] = stamp(record["created_at"])
             rows.append(row)
-        _cursor(connection).executemany(self.insert_records_sql, rows)
+        return rows
 
     def _fetch(self, connection: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
         cursor = _cursor(connection)

@@ -225,9 +225,9 @@ def test_settlements_alone_go_through_a_pipeline_on_postgresql(engine: Engine,
 
     account = new_account(1000)
     settled, released = rid(), rid()
-    assert ledger_batch._driver_only([SettleOp(account, settled, 1, True, {}), ReleaseOp(account, released, True, None)])
-    assert not ledger_batch._driver_only([HoldOp(account, settled, 1)])
-    assert not ledger_batch._driver_only([SettleOp(account, settled, 1, True, {}, key_id=3)])
+    assert ledger_batch.driver_only([SettleOp(account, settled, 1, True, {}), ReleaseOp(account, released, True, None)])
+    assert not ledger_batch.driver_only([HoldOp(account, settled, 1)])
+    assert not ledger_batch.driver_only([SettleOp(account, settled, 1, True, {}, key_id=3)])
     sql = ledger_sql.for_dialect(engine.dialect)
     with engine.connect() as connection:
         with sql.pipeline(connection, True):
@@ -270,3 +270,68 @@ def test_the_writer_outlives_a_dead_connection(engine: Engine, new_account: Call
     assert ledger.account_balance(engine, account) == ledger.BalanceView(940, 100, 840)
     assert len(charges(engine, account)) == 1 and records(engine, account) == 1
     assert ledger.check_invariant(engine, account) == []
+
+
+def test_settlements_commit_on_the_event_loop_on_postgresql(engine: Engine, new_account: Callable[..., int]) -> None:
+    """PostgreSQL: a batch that only settles and releases runs on psycopg's async connection, on
+    the loop (relay.ledger_async), with the same books as the thread's batch; a settlement whose
+    hold expired under it is still charged once, by relay.ledger, on the thread."""
+    account = new_account(1000)
+    settled, released, expired = rid(), rid(), rid()
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        for request_id in (settled, released):
+            await writer.submit(HoldOp(account, request_id, 300))
+        writer.hold_ttl_s = 0  # this hold expires at once
+        await writer.submit(HoldOp(account, expired, 100))
+        writer.hold_ttl_s = TTL
+        assert ledger.expire_holds(engine, account_id=account) == 1
+        assert writer.loop_batches == 0  # holds go to the thread
+        await asyncio.gather(
+            writer.submit(SettleOp(account, settled, 250, True, record(account, settled, 250))),
+            writer.submit(ReleaseOp(account, released, True, record(account, released, status="error"))),
+            writer.submit(SettleOp(account, expired, 40, True, record(account, expired, 40))))
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(run())
+    assert writer.loop_batches == (1 if engine.dialect.name == "postgresql" else 0)
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - 250 - 40, 0, 710)
+    assert sorted(c.amount_nanos for c in charges(engine, account)) == [-250, -40]
+    assert records(engine, account) == 3 and ledger.check_invariant(engine, account) == []
+
+
+def test_the_loop_writer_outlives_a_dead_connection(engine: Engine, new_account: Callable[..., int]) -> None:
+    """PostgreSQL: when the server ends the loop's connection, the settlement batch on it fails
+    before anything is written and is retried on the thread, committed once; the next batch
+    opens a new connection and runs on the loop again."""
+    if engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    account = new_account(1000)
+    first, second, third = rid(), rid(), rid()
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        for request_id in (first, second, third):
+            await writer.submit(HoldOp(account, request_id, 100))
+        await writer.submit(SettleOp(account, first, 10, True, record(account, first, 10)))
+        assert writer.loop_batches == 1 and writer._on_loop is not None
+        connection = writer._on_loop._connection
+        assert connection is not None
+        with engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                 {"pid": connection.info.backend_pid}).scalar_one()
+        await writer.submit(SettleOp(account, second, 20, True, record(account, second, 20)))
+        assert writer.loop_batches == 1  # failed on the loop, retried on the thread
+        await writer.submit(SettleOp(account, third, 30, True, record(account, third, 30)))
+        assert writer.loop_batches == 2 and writer._on_loop._connection is not connection
+        await writer.close()
+        return writer
+
+    asyncio.run(run())
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(940, 0, 940)
+    assert sorted(c.amount_nanos for c in charges(engine, account)) == [-30, -20, -10]
+    assert records(engine, account) == 3 and ledger.check_invariant(engine, account) == []
