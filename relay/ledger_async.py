@@ -4,9 +4,9 @@ run on psycopg's async connection, on the event loop, rather than on the writer'
 That is the common batch on the hot path: a request admitted from a balance lease takes no hold,
 so its only write is its settlement. On the thread, a lone settlement waited ~0.45 ms on the
 hand-offs between the loop and the thread (and the GIL) around a 1.3 ms transaction, at c=1
-under load; on the loop there is no hand-off, and the transaction's two round trips (the hold
-rows' RETURNING, then the rest with COMMIT, in psycopg's pipeline mode) leave the loop free for
-other requests meanwhile. The books are relay.ledger_batch's own (closings, book_closings,
+under load; on the loop there is no hand-off, and the transaction's two round trips (BEGIN and the
+hold rows' RETURNING, then the rest with COMMIT, in psycopg's pipeline mode) leave the loop free
+for other requests meanwhile. The books are relay.ledger_batch's own (closings, book_closings,
 account_moves); only the statements' execution differs. Every other batch, and every settlement
 that relay.ledger must decide one by one, still goes to the thread.
 """
@@ -47,7 +47,10 @@ class AsyncSettlements:
         batch = Batch(utcnow(), timedelta(seconds=hold_ttl_s))
         sql = self._sql
         try:
-            async with connection.pipeline(), connection.transaction():
+            # BEGIN and COMMIT as pipelined statements: psycopg's transaction() block waits on a
+            # sync at each end (a lone settlement took 0.83 ms that way, 0.54 ms this way, bare loop).
+            async with connection.pipeline():
+                await connection.execute("BEGIN")
                 # Hold rows first (the ledger's lock order), sent together, read once.
                 closing = [await _execute(connection, *sql.close_holds_statement(ids, status))
                            for status, ids in closings(ops)]
@@ -63,10 +66,13 @@ class AsyncSettlements:
                     await cursor.executemany(sql.insert_entries_sql, sql.entry_rows(batch.entries))
                 if batch.records:
                     await cursor.executemany(sql.insert_records_sql, sql.record_rows(batch.records))
+                await connection.execute("COMMIT")
         except Exception:
             if connection.broken or connection.closed:
                 self._connection = None
                 await connection.close()
+            elif connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await connection.execute("ROLLBACK")  # a failed statement left the block open
             raise
         return [None] * len(ops), batch.later
 

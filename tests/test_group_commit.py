@@ -335,3 +335,31 @@ def test_the_loop_writer_outlives_a_dead_connection(engine: Engine, new_account:
     assert ledger.account_balance(engine, account) == ledger.BalanceView(940, 0, 940)
     assert sorted(c.amount_nanos for c in charges(engine, account)) == [-30, -20, -10]
     assert records(engine, account) == 3 and ledger.check_invariant(engine, account) == []
+
+
+def test_a_batch_that_fails_on_the_loop_fails_alone(engine: Engine, new_account: Callable[..., int]) -> None:
+    """A settlement batch on the loop with one faulty op (its usage record's id is taken) is rolled
+    back whole and retried op by op on the thread: only that op fails, and the loop's connection
+    is left out of the failed transaction, so the next batch commits on it."""
+    account = new_account(1000)
+    first, faulty, fine, last = rid(), rid(), rid(), rid()
+
+    async def run() -> tuple[LedgerWriter, list[Any]]:
+        writer = LedgerWriter(engine, TTL)
+        for request_id in (first, faulty, fine, last):
+            await writer.submit(HoldOp(account, request_id, 100))
+        await writer.submit(SettleOp(account, first, 10, True, record(account, first, 10)))
+        outcomes = await asyncio.gather(
+            writer.submit(SettleOp(account, faulty, 20, True, record(account, first, 20))),  # first's record id
+            writer.submit(SettleOp(account, fine, 30, True, record(account, fine, 30))), return_exceptions=True)
+        await writer.submit(SettleOp(account, last, 40, True, record(account, last, 40)))
+        await writer.close()
+        return writer, outcomes
+
+    writer, outcomes = asyncio.run(run())
+    assert isinstance(outcomes[0], Exception) and outcomes[1] is None
+    if engine.dialect.name == "postgresql":
+        assert writer.loop_batches == 2  # the first and the last; the failed one went to the thread
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - 80, 100, 820)
+    assert sorted(c.amount_nanos for c in charges(engine, account)) == [-40, -30, -10]
+    assert records(engine, account) == 3 and ledger.check_invariant(engine, account) == []

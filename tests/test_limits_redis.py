@@ -242,7 +242,8 @@ async def test_same_decisions_as_in_process(limiter, clock):
 
 
 async def test_large_windows_are_paged(limiter, clock):
-    # The script reads the window in pages of 100 and prunes in chunks of 500.
+    # The script reads the newest entry alone, then the window in pages of 100, and prunes in
+    # chunks of 500: here the newest 151 entries have no tokens.
     limits = Limits(rpm=700, tpm=1_000_000)
     decisions = []
     for _ in range(600):  # 100 tokens each at t = 0.00, 0.01, ... 5.99

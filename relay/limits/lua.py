@@ -29,9 +29,9 @@ local record = ARGV[7] ~= '0'
 local shift = window - now  -- an entry admitted at t leaves the window t + shift from now
 local cutoff = int(now - window)
 
--- Reads the ids (and scores) of entries [start, start + 99] in one direction, with their tokens.
-local function page(cmd, start)
-  local e = redis.call(cmd, req_key, start, start + 99, 'WITHSCORES')
+-- Reads the ids (and scores) of entries [start, start + size - 1] in one direction, with their tokens.
+local function page(cmd, start, size)
+  local e = redis.call(cmd, req_key, start, start + size - 1, 'WITHSCORES')
   if #e == 0 then return e, {} end
   local ids = {}
   for i = 1, #e, 2 do ids[#ids + 1] = e[i] end
@@ -87,9 +87,11 @@ end
 
 local reset_tokens = 0
 if used_after > 0 then
-  local start, found = 0, false
+  -- The newest entry almost always has tokens: read it alone first (a page of 100 and its
+  -- HMGET took ~90 µs of Redis time on every admission), then pages of 100.
+  local start, size, found = 0, 1, false
   while not found do
-    local e, vals = page('ZREVRANGE', start)
+    local e, vals = page('ZREVRANGE', start, size)
     if #e == 0 then break end
     for i, v in ipairs(vals) do
       if (tonumber(v) or 0) > 0 then
@@ -97,7 +99,7 @@ if used_after > 0 then
         break
       end
     end
-    start = start + 100
+    start, size = start + size, 100
   end
 end
 
@@ -107,7 +109,7 @@ if exceeded ~= 0 and rpm >= 1 and tokens <= tpm then
   local dropped, freed, start = 0, 0, 0
   retry = 0
   while true do
-    local e, vals = page('ZRANGE', start)
+    local e, vals = page('ZRANGE', start, 100)
     if #e == 0 then break end
     local done = false
     for i, v in ipairs(vals) do
