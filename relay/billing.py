@@ -169,10 +169,10 @@ class Billing:
 
     def lease_for(self, caller: Caller, estimate_nanos: int) -> Lease | None:
         """Admit a request from this process's lease on the account, writing nothing; or None,
-        and the request takes a hold of its own (while a lease is taken for the next ones, when
-        the account's balance is ample)."""
+        and the request takes a hold of its own. When the balance is ample, a lease is taken for
+        the next requests, and the next one while the current one runs low (Lease.running_low)."""
         lease = self.leases.admit(caller.account_id, estimate_nanos)
-        if lease is None and self.covers_easily(caller.account_id, estimate_nanos) \
+        if (lease is None or lease.running_low()) and self.covers_easily(caller.account_id, estimate_nanos) \
                 and caller.account_id not in self.leases.taking:
             self.leases.taking.add(caller.account_id)
             self._spawn(self._take_lease(caller.account_id, estimate_nanos))
@@ -191,7 +191,7 @@ class Billing:
                 return
             self.open_holds.setdefault(op.request_id, None)
             self._saw(account_id, op.available_after or 0)
-            replaced = self.leases.install(Lease(op.request_id, account_id, size, size))
+            replaced = self.leases.install(Lease(op.request_id, account_id, size, size, size_nanos=size))
             if replaced is not None:
                 await self._return(replaced)
         except Exception:  # noqa: BLE001 - requests just keep taking holds of their own

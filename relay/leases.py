@@ -11,7 +11,8 @@ What does not move:
 - No overspend: a lease is admitted by the same conditional UPDATE as any hold (balance − held ≥
   amount), and requests are admitted from it only while their estimates fit in what is left.
 - Other processes are not starved: a lease is taken only when the account's available balance
-  covers the request SPECULATE_MARGIN times over, and is at most a tenth of it; an idle lease is
+  covers the request SPECULATE_MARGIN times over, and is at most a tenth of it (its successor,
+  taken when it runs low, is another tenth of what is left, until the two overlap); an idle lease is
   returned (every heartbeat, after LEASE_IDLE_S), and a refused request always falls back to its
   own hold, so a 402 means the balance, not a lease elsewhere, ran out.
 - A process that dies stops extending its leases like its holds: they expire and are freed
@@ -37,6 +38,13 @@ class Lease:
     in_flight: int = 0
     used_at: float = field(default_factory=time.monotonic)
     retired: bool = False  # no new admissions: returned once its requests are done
+    size_nanos: int = 0  # what it held when taken
+
+    def running_low(self) -> bool:
+        """Less than 1/LEASE_REFILL_AT of it is left: its successor is taken now, while it still
+        admits requests (waiting until it ran dry sent ~7% of requests at c=16 to holds of their
+        own, each a transaction of its own, while the next lease was being taken)."""
+        return self.left_nanos * LEASE_REFILL_AT < self.size_nanos
 
 
 def new_lease_id() -> str:
@@ -47,6 +55,7 @@ def new_lease_id() -> str:
 LEASE_REQUESTS = 64
 LEASE_SHARE = 10
 LEASE_IDLE_S = 10.0
+LEASE_REFILL_AT = 4
 
 
 def lease_size(available_nanos: int, estimate_nanos: int) -> int:

@@ -204,8 +204,8 @@ def start(peer: dict, out: Path, procs: list, suffix: str = "") -> bool:
     return True
 
 
-def profile(peer: dict, body: Path, seconds: float, out: Path) -> list[str]:
-    """py-spy (raw format) on the peer's Python process during a c=1 chat run; top functions."""
+def profile(peer: dict, body: Path, seconds: float, out: Path, conc: int = 1) -> list[str]:
+    """py-spy (raw format) on the peer's Python process during a chat run at `conc`; top functions."""
     spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
     raw = out / f"profile-{peer['name']}.txt"
     pythons = [p for p in anchors.tree_pids(peer["proc"].pid) if "python" in os.path.realpath(f"/proc/{p}/exe")]
@@ -214,7 +214,7 @@ def profile(peer: dict, body: Path, seconds: float, out: Path) -> list[str]:
                                "-f", "raw", "-o", str(raw), "--nonblocking"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1)
-    anchors.run_wrk(peer["base"] + "/chat/completions", body, peer["chat_h"], 1, seconds - 2)
+    anchors.run_wrk(peer["base"] + "/chat/completions", body, peer["chat_h"], conc, seconds - 2)
     _, err = spying.communicate(timeout=seconds + 60)
     if not raw.exists():
         return [f"py-spy failed: {err.decode()[-300:]}"]
@@ -361,9 +361,10 @@ def options() -> argparse.Namespace:
     ap.add_argument("--litellm-bin", default=os.environ.get("BENCH_LITELLM_BIN", "/tmp/venv-llp/bin/litellm"))
     ap.add_argument("--portkey-dir", default=os.environ.get("BENCH_PORTKEY_DIR", "/tmp/bench-portkey"))
     ap.add_argument("--relay-start-timeout", type=float, default=120)
-    ap.add_argument("--profile", action="store_true", help="py-spy the relay during a c=1 chat run at the end")
+    ap.add_argument("--profile", action="store_true", help="py-spy the relay during a chat run at the end")
     ap.add_argument("--profile-peer", default="relay", choices=RELAY_PEERS)
     ap.add_argument("--profile-seconds", type=float, default=10)
+    ap.add_argument("--profile-conc", type=int, default=1, help="the profiled chat run's concurrency")
     ap.add_argument("--out", default=None, help="results dir (default: $TMPDIR/relay-bench/<time>)")
     args = ap.parse_args()
     if args.only_relay:
@@ -477,8 +478,8 @@ def main() -> None:
         report += ["", *summarize(rows, live, args), ""]
         profiled = next((p for p in live if p["name"] == args.profile_peer and p["proc"].alive()), None)
         if args.profile and profiled:
-            report += [f"## py-spy: {profiled['name']}, chat c=1, {args.profile_seconds:g} s", "```",
-                       *profile(profiled, chat_body, args.profile_seconds, out), "```", ""]
+            report += [f"## py-spy: {profiled['name']}, chat c={args.profile_conc}, {args.profile_seconds:g} s", "```",
+                       *profile(profiled, chat_body, args.profile_seconds, out, args.profile_conc), "```", ""]
     finally:
         for proc in reversed(procs):
             proc.stop()
