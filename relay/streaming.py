@@ -73,7 +73,37 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
             state.spawn(_close_then_settle(dispatched.result, settlement))
 
     headers = {**ex.headers, **SSE_HEADERS}
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return SSEResponse(body(), media_type="text/event-stream", headers=headers)
+
+
+class SSEResponse(StreamingResponse):
+    """Starlette's StreamingResponse without an anyio task group per stream (~45 µs of CPU each,
+    measured, and the first bytes a loop turn later). Before ASGI spec 2.4 (uvicorn reports 2.3)
+    a send to a client that left is dropped silently, so only the disconnect message can stop
+    the provider: the stream is sent from the request's own task, and one plain task waits for
+    that message and cancels it, as Starlette's second task would."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            streaming.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not left:
+                raise
+            streaming.uncancel()  # the client left: the request ends here, as after a whole stream
+        finally:
+            watcher.cancel()
 
 
 def final_usage(acc: Any, call: Any) -> Usage:
