@@ -363,3 +363,26 @@ def test_a_batch_that_fails_on_the_loop_fails_alone(engine: Engine, new_account:
     assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - 80, 100, 820)
     assert sorted(c.amount_nanos for c in charges(engine, account)) == [-40, -30, -10]
     assert records(engine, account) == 3 and ledger.check_invariant(engine, account) == []
+
+
+def test_a_batch_of_holds_and_settlements_splits_on_postgresql(engine: Engine, new_account: Callable[..., int]) -> None:
+    """A batch holding a new hold (a lease being taken) and another request's settlement: on
+    PostgreSQL the settlement is committed on the loop and the hold on the thread, two
+    transactions of one batch; every promise holds either way."""
+    account = new_account(1000)
+    settled, holding = rid(), rid()
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        await writer.submit(HoldOp(account, settled, 100))
+        await asyncio.gather(writer.submit(SettleOp(account, settled, 60, True, record(account, settled, 60))),
+                             writer.submit(HoldOp(account, holding, 100)))
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(run())
+    assert writer.batches == 2 and writer.operations == 3
+    assert writer.loop_batches == (1 if engine.dialect.name == "postgresql" else 0)
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(940, 100, 840)
+    assert [c.amount_nanos for c in charges(engine, account)] == [-60] and records(engine, account) == 1
+    assert ledger.check_invariant(engine, account) == []
