@@ -1,8 +1,9 @@
 """Group commit: the requests of one process queue their ledger operations, and one writer task
 applies all that are waiting in a single transaction on its own thread (relay.ledger_batch), then
 answers each caller. Under load a batch holds many requests, so the cost of a transaction
-and of a thread hop is shared; alone, a request pays for one, as before. On PostgreSQL a batch
-that only settles and releases runs on the event loop instead (relay.ledger_async): no hop at all.
+and of a thread hop is shared; alone, a request pays for one, as before. On PostgreSQL a batch's
+settlements and releases are committed on the event loop instead (relay.ledger_async), with no
+hop at all, and only the rest (holds, moves, keys' budgets) on the thread.
 
 A caller that goes away (the client disconnected) does not take its operation with it: once
 submitted, an operation is committed, and shutdown (`close`) waits for every queued one.

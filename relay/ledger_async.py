@@ -7,13 +7,12 @@ hand-offs between the loop and the thread (and the GIL) around a 1.3 ms transact
 under load; on the loop there is no hand-off, and the transaction's two round trips (BEGIN and the
 hold rows' RETURNING, then the rest with COMMIT, in psycopg's pipeline mode) leave the loop free
 for other requests meanwhile. The books are relay.ledger_batch's own (closings, book_closings,
-account_moves); only the statements' execution differs. Every other batch, and every settlement
-that relay.ledger must decide one by one, still goes to the thread.
+account_moves); only the statements' execution differs. Holds, moves and keys' budgets, and every
+settlement that relay.ledger must decide one by one, still go to the thread (relay.group_commit).
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -23,8 +22,6 @@ from sqlalchemy import Engine
 from relay import ledger_sql
 from relay.db.models import utcnow
 from relay.ledger_batch import Batch, Op, account_moves, book_closings, closings, lease_draws
-
-log = logging.getLogger("relay.ledger_async")
 
 
 class AsyncSettlements:
