@@ -86,7 +86,8 @@ def _tokens(model: str, kind: str) -> Any:
 # where each request finished, among its other work, it cost the relay 60–100 µs of CPU per
 # request (bench_gateway --observability-compare), against ~11 µs per request for the same code
 # run as a batch; counters are also summed per series first (_count).
-_pending: list[tuple[Any, dict[str, Any], bool, bool, float]] = []
+# Each: (ex, record, count it, log it, finish time, its line when tracing already built it).
+_pending: list[tuple[Any, dict[str, Any], bool, bool, float, RequestLine | None]] = []
 _flush_at: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 # How late a line or a counter may be (GET /metrics and shutdown flush first): batches of 50 ms
 # still cost 60–80 µs a request at c=1, of 250 ms 20–50 µs.
@@ -99,12 +100,14 @@ def finish(ex: Any, record: dict[str, Any]) -> None:
     sent now; counting and logging wait for the next flush (at most FLUSH_DELAY_S), with the
     switches as they are now and the time of the line as of now."""
     global _flush_at
+    line = None
     if tracing.ENABLED:
-        _emit(ex, _line(ex, record), log=False)
+        line = _line(ex, record)
+        _emit(ex, line, log=False)
     count, log = METRICS, _logging()
     if not (count or log):
         return
-    _pending.append((ex, record, count, log, time.time()))
+    _pending.append((ex, record, count, log, time.time(), line))
     if len(_pending) >= MAX_PENDING:
         flush()
         return
@@ -123,10 +126,10 @@ def flush() -> None:
         _flush_at = None
     done = _pending[:]
     del _pending[:]
-    _count([(ex, record) for ex, record, count, _, _ in done if count])
-    for ex, record, _, log, at in done:
+    _count([(ex, record) for ex, record, count, _, _, _ in done if count])
+    for ex, record, _, log, at, line in done:
         if log:
-            _log(_line(ex, record), at)
+            _log(line or _line(ex, record), at)
 
 
 def _count(done: list[tuple[Any, dict[str, Any]]]) -> None:
