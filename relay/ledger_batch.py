@@ -106,6 +106,17 @@ class Batch:
 def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Exception]]:
     """Apply `ops` in one transaction; per op, None or the exception its caller should see
     (ledger.InsufficientBalance for a refused hold)."""
+    results, later = commit_batch(engine, ops, hold_ttl_s)
+    for index, op in later:
+        results[index] = one_by_one(engine, op)
+    return results
+
+
+def commit_batch(engine: Engine, ops: list[Op], hold_ttl_s: float) -> tuple[list[Optional[Exception]],
+                                                                             list[tuple[int, Op]]]:
+    """commit's one transaction: per op None or its error, and the ops it left to relay.ledger
+    (their hold or lease was no longer open) with their index. Raises, with nothing written,
+    when the transaction fails."""
     results: list[Optional[Exception]] = [None] * len(ops)
     batch = Batch(utcnow(), timedelta(seconds=hold_ttl_s))
     sql = ledger_sql.for_dialect(engine.dialect)
@@ -121,9 +132,7 @@ def commit(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Optional[Ex
             sql.insert_entries(connection, batch.entries)
         if batch.records:
             sql.insert_records(connection, batch.records)
-    for index, op in batch.later:
-        results[index] = one_by_one(engine, op)
-    return results
+    return results, batch.later
 
 
 def driver_only(ops: list[Op]) -> bool:

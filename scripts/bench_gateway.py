@@ -205,7 +205,8 @@ def start(peer: dict, out: Path, procs: list, suffix: str = "") -> bool:
 
 
 def profile(peer: dict, body: Path, seconds: float, out: Path, conc: int = 1) -> list[str]:
-    """py-spy (raw format) on the peer's Python process during a chat run at `conc`; top functions."""
+    """py-spy (raw format) on the peer's Python process during a chat-completions run of `body`
+    (a chat or a stream) at `conc`; top functions."""
     spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
     raw = out / f"profile-{peer['name']}.txt"
     pythons = [p for p in anchors.tree_pids(peer["proc"].pid) if "python" in os.path.realpath(f"/proc/{p}/exe")]
@@ -361,10 +362,12 @@ def options() -> argparse.Namespace:
     ap.add_argument("--litellm-bin", default=os.environ.get("BENCH_LITELLM_BIN", "/tmp/venv-llp/bin/litellm"))
     ap.add_argument("--portkey-dir", default=os.environ.get("BENCH_PORTKEY_DIR", "/tmp/bench-portkey"))
     ap.add_argument("--relay-start-timeout", type=float, default=120)
-    ap.add_argument("--profile", action="store_true", help="py-spy the relay during a chat run at the end")
+    ap.add_argument("--profile", action="store_true", help="py-spy the relay during a run at the end")
     ap.add_argument("--profile-peer", default="relay", choices=RELAY_PEERS)
     ap.add_argument("--profile-seconds", type=float, default=10)
-    ap.add_argument("--profile-conc", type=int, default=1, help="the profiled chat run's concurrency")
+    ap.add_argument("--profile-conc", type=int, default=1, help="the profiled run's concurrency")
+    ap.add_argument("--profile-scenario", default="chat", choices=("chat", "stream"),
+                    help="what the profiled run sends: non-stream chat, or chat streams")
     ap.add_argument("--out", default=None, help="results dir (default: $TMPDIR/relay-bench/<time>)")
     args = ap.parse_args()
     if args.only_relay:
@@ -478,8 +481,13 @@ def main() -> None:
         report += ["", *summarize(rows, live, args), ""]
         profiled = next((p for p in live if p["name"] == args.profile_peer and p["proc"].alive()), None)
         if args.profile and profiled:
-            report += [f"## py-spy: {profiled['name']}, chat c={args.profile_conc}, {args.profile_seconds:g} s", "```",
-                       *profile(profiled, chat_body, args.profile_seconds, out, args.profile_conc), "```", ""]
+            profiled_body = chat_body
+            if args.profile_scenario == "stream":
+                profiled_body = out / "profiled-stream-body.json"
+                profiled_body.write_text(json.dumps({**CHAT, "stream": True}))
+            report += [f"## py-spy: {profiled['name']}, {args.profile_scenario} c={args.profile_conc}, "
+                       f"{args.profile_seconds:g} s", "```",
+                       *profile(profiled, profiled_body, args.profile_seconds, out, args.profile_conc), "```", ""]
     finally:
         for proc in reversed(procs):
             proc.stop()

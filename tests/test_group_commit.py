@@ -5,15 +5,21 @@ database, one charge per request, the invariant — and one bad operation fails 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import uuid
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from relay import ledger
-from relay.db.models import Hold, LedgerEntry, UsageRecord, utcnow
-from relay.group_commit import LedgerWriter
+from relay.db.engine import make_engine
+from relay.db.migrate import upgrade
+from relay.db.models import Account, Hold, LedgerEntry, UsageRecord, utcnow
+from relay.group_commit import INLINE_BATCH, LedgerWriter
 from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp, commit, commit_each
 from tests.test_ledger import db, engine, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
 
@@ -386,3 +392,83 @@ def test_a_batch_of_holds_and_settlements_splits_on_postgresql(engine: Engine, n
     assert ledger.account_balance(engine, account) == ledger.BalanceView(940, 100, 840)
     assert [c.amount_nanos for c in charges(engine, account)] == [-60] and records(engine, account) == 1
     assert ledger.check_invariant(engine, account) == []
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Iterator[tuple[Path, Engine]]:
+    path = tmp_path / "relay.db"
+    upgrade(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}")
+    yield path, engine
+    engine.dispose()
+
+
+def funded_account(engine: Engine, balance_nanos: int) -> int:
+    with Session(engine) as session:
+        account = Account(name=f"acct-{uuid.uuid4().hex}")
+        session.add(account)
+        session.commit()
+        assert account.id is not None
+        account_id = account.id
+    ledger.topup(engine, account_id, balance_nanos)
+    return account_id
+
+
+def test_small_batches_commit_on_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
+    """SQLite: a request alone (a batch of one or two) commits on the loop, with no hop to the
+    writer's thread; a bigger batch still goes to the thread. The books are the same."""
+    _, engine = sqlite_file
+    account = funded_account(engine, 1000)
+    held, crowd = rid(), [rid() for _ in range(INLINE_BATCH + 3)]
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        await writer.submit(HoldOp(account, held, 300))
+        await writer.submit(SettleOp(account, held, 250, True, record(account, held, 250)))
+        assert (writer.inline_batches, writer.batches) == (2, 2)
+        # Queued together before the writer wakes: one batch, too big for the loop.
+        await asyncio.gather(*(writer.submit(SettleOp(account, request_id, 10, False, record(account, request_id, 10)))
+                               for request_id in crowd))
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(run())
+    assert (writer.inline_batches, writer.batches, writer.loop_batches) == (2, 3, 0)
+    spent = 250 + 10 * len(crowd)
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - spent, 0, 1000 - spent)
+    assert records(engine, account) == 1 + len(crowd) and ledger.check_invariant(engine, account) == []
+
+
+def test_a_write_lock_held_elsewhere_never_stalls_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
+    """SQLite: while another connection holds the write lock (the CLI, another process), a lone
+    settlement does not wait for it on the loop (it would stall every request, up to the 30 s busy
+    timeout): it waits on the writer's thread, and is committed once the lock is released."""
+    path, engine = sqlite_file
+    account = funded_account(engine, 1000)
+    request_id = rid()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    async def run() -> tuple[LedgerWriter, float]:
+        writer = LedgerWriter(engine, TTL)
+        settling = asyncio.ensure_future(
+            writer.submit(SettleOp(account, request_id, 70, False, record(account, request_id, 70))))
+        started = time.perf_counter()
+        for _ in range(20):  # the loop keeps turning meanwhile
+            await asyncio.sleep(0.005)
+        turning = time.perf_counter() - started
+        assert not settling.done()
+        blocker.execute("COMMIT")
+        await asyncio.wait_for(settling, 10)
+        await writer.close()
+        return writer, turning
+
+    try:
+        writer, turning = asyncio.run(run())
+    finally:
+        blocker.close()
+    assert turning < 2.0
+    assert (writer.inline_batches, writer.batches) == (0, 1)
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(930, 0, 930)
+    assert [c.amount_nanos for c in charges(engine, account)] == [-70]
+    assert records(engine, account) == 1 and ledger.check_invariant(engine, account) == []

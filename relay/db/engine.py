@@ -18,16 +18,17 @@ def make_engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False,
             hide_parameters=True,
         )
-        _serialize_sqlite_writes(engine)
+        serialize_sqlite_writes(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
-def _serialize_sqlite_writes(engine: Engine) -> None:
+def serialize_sqlite_writes(engine: Engine, busy_timeout_ms: int = 30_000) -> None:
     """WAL for concurrent readers, and BEGIN IMMEDIATE so that two processes never both read a
-    balance and then both write it: SQLite takes the write lock at the start of the transaction."""
+    balance and then both write it: SQLite takes the write lock at the start of the transaction,
+    waiting up to `busy_timeout_ms` for another connection to release it."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -37,7 +38,7 @@ def _serialize_sqlite_writes(engine: Engine) -> None:
         # WAL + NORMAL: a commit survives a process crash; only an OS crash or power loss can lose
         # the last commits. FULL would fsync on every commit, milliseconds on the hot path.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
