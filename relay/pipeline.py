@@ -1,6 +1,9 @@
 """Every inference request, whatever its protocol or prefix, walks these steps in order:
 authenticate → parse → resolve the model → choose credentials → admit (RPM/TPM) → hold →
 dispatch → answer → settle. Routes only say which operation and which credential source.
+Two steps may overlap the provider's call, each only when a refusal is all but impossible, and
+each still refuses before anything is answered: the hold (Billing.covers_easily) and a Redis
+admission (Limiter.ample).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from relay.errors import RelayError, bad_request, model_not_found, render
 from relay.jsonresponse import JSONBody
 from relay.leases import Lease
 from relay.limit_headers import rate_limit_headers, rate_limited
-from relay.limits import Limits
+from relay.limits import Decision, Limits
 from relay.money import format_usd, usd_float
 from relay.state import RelayState
 from relay.streaming import relay_stream
@@ -163,15 +166,21 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     worst: Usage = adapter.estimate(call, model)
     estimate = _hold_plan(state, caller, model, worst)  # what is counted against TPM and held
 
-    decision = await state.limiter.admit(
-        str(caller.account_id), Limits(caller.rpm, caller.tpm), estimate.total_tokens
-    )
-    ex.headers.update(rate_limit_headers(decision, op.protocol))
-    if not decision.allowed:
-        raise rate_limited(decision, estimate.total_tokens)
-    if caller.controls is not None and caller.controls.limits is not None:
-        await _admit_key(state, ex, caller.controls.limits, decision.reservation, estimate.total_tokens, op.protocol)
-    ex.reservation = decision.reservation
+    account, limits, tokens = str(caller.account_id), Limits(caller.rpm, caller.tpm), estimate.total_tokens
+    key_limits = caller.controls.limits if caller.controls is not None else None
+    admitting: asyncio.Future[Decision] | None = None
+    if key_limits is None and state.limiter.ample(account, limits, tokens):
+        # Far under its limits (Limiter.ample): the admission's round trip to Redis runs beside
+        # the hold and the provider's call, and is taken before anything is answered.
+        admitting = asyncio.ensure_future(state.limiter.admit(account, limits, tokens))
+    else:
+        decision = await state.limiter.admit(account, limits, tokens)
+        ex.headers.update(rate_limit_headers(decision, op.protocol))
+        if not decision.allowed:
+            raise rate_limited(decision, tokens)
+        if key_limits is not None:
+            await _admit_key(state, ex, key_limits, decision.reservation, tokens, op.protocol)
+        ex.reservation = decision.reservation
     if tracing.ENABLED:
         ex.mark("admit")
 
@@ -192,12 +201,25 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
         else:
             dispatched = await send()
     except RelayError as error:
+        if admitting is not None:  # a refusal of the admission is the answer, as it would have been
+            await _take_admission(state, ex, admitting, tokens, op.protocol)
         state.spawn(_abandon(state, ex, call, model, source, op, "error", error.status, error.code))
         raise
     except asyncio.CancelledError:
         # The client left before the answer: the upstream call is cancelled and nothing is charged.
-        state.spawn(_abandon(state, ex, call, model, source, op, "cancelled", 499, "client_closed_request"))
+        state.spawn(_abandon(state, ex, call, model, source, op, "cancelled", 499, "client_closed_request",
+                             admitting))
         raise
+    if admitting is not None:
+        try:
+            await _take_admission(state, ex, admitting, tokens, op.protocol)
+        except (RelayError, asyncio.CancelledError) as stop:  # refused, or the client left meanwhile
+            if dispatched.first is not None:  # a stream: stop the provider now
+                state.spawn(dispatched.result.aclose())
+            if isinstance(stop, asyncio.CancelledError):
+                state.spawn(_abandon(state, ex, call, model, source, op, "cancelled", 499, "client_closed_request",
+                                     admitting))
+            raise
     if tracing.ENABLED:
         ex.mark("dispatch")  # a stream's first event is in: the time to first byte
 
@@ -217,6 +239,22 @@ async def _serve(state: RelayState, request: Request, op: Operation, source: str
     # writes): an answer a client received is never lost to a crash.
     await _settle(state, ex, call, model, source, usage, outcome, charge)
     return JSONBody(body, headers=ex.headers)
+
+
+async def _take_admission(state: RelayState, ex: Exchange, admitting: asyncio.Future[Decision], tokens: int,
+                          protocol: str) -> None:
+    """A speculative admission's decision: its headers and reservation; refused (others spent
+    the room meanwhile), the 429 as ever, the hold or lease given back, and the provider's
+    answer dropped unseen and unrecorded (the relay bears its cost: see Limiter.ample)."""
+    decision = await admitting
+    ex.headers.update(rate_limit_headers(decision, protocol))
+    if decision.allowed:
+        ex.reservation = decision.reservation
+        return
+    caller = ex.caller
+    assert caller is not None
+    state.spawn(state.billing.abandon(caller, ex.id, ex.held, None, ex.lease, ex.estimate_nanos))
+    raise rate_limited(decision, tokens)
 
 
 async def _admit_key(state: RelayState, ex: Exchange, limits: Limits, account_reservation: str | None,
@@ -318,11 +356,15 @@ def _checkpoint(ex: Exchange, call: Call, model: CatalogModel, source: str, op: 
 
 
 async def _abandon(state: RelayState, ex: Exchange, call: Call, model: CatalogModel, source: str,
-                   op: Operation, status: str, http_status: int, error_code: str) -> None:
+                   op: Operation, status: str, http_status: int, error_code: str,
+                   admitting: asyncio.Future[Decision] | None = None) -> None:
     """No answer came back (refused, failed upstream, or the client left): release the hold
-    (a no-op if none was placed), give the tokens back to the TPM window, record it."""
+    (a no-op if none was placed), give the tokens back to the TPM window, record it. A client
+    that left during a speculative admission (`admitting`) has its tokens given back too."""
     caller = ex.caller
     assert caller is not None
+    if admitting is not None and (decision := await admitting).allowed:
+        ex.reservation = decision.reservation
     if ex.reservation:
         await state.limiter.settle(str(caller.account_id), ex.reservation, 0)
     if ex.key_reservation:

@@ -316,6 +316,32 @@ async def test_two_processes_admit_exactly_the_rpm_limit(redis_url, prefix):
     assert sum(counts) == 60
 
 
+# Speculation (Limiter.ample): only on room this instance saw from Redis
+
+
+async def test_ample_room_is_a_tenth_of_the_limits_and_ten_such_requests(limiter):
+    limits = Limits(rpm=30, tpm=10_000)
+    assert not limiter.ample("acct", limits, 100)  # nothing seen yet
+    await admit_many(limiter, 19, limits, tokens=100)  # 11 requests and 8,100 tokens left
+    assert limiter.ample("acct", limits, 100)
+    assert not limiter.ample("acct", limits, 811)  # 10 such requests would not fit
+    assert not limiter.ample("acct", Limits(rpm=30, tpm=20_000), 100)  # the limits changed
+    assert not limiter.ample("other", limits, 100)
+    await admit_many(limiter, 2, limits, tokens=100)  # 9 requests left: under ten
+    assert not limiter.ample("acct", limits, 100)
+    assert not MemoryLimiter().ample("acct", limits, 1)  # in process: no round trip to overlap
+
+
+async def test_no_speculation_while_redis_is_unreachable():
+    limiter = RedisLimiter(DOWN_URL, retry_interval=60)
+    try:
+        limits = Limits(rpm=1_000, tpm=1_000_000)
+        assert (await limiter.admit("acct", limits, 1)).allowed  # the local fallback's decision
+        assert not limiter.ample("acct", limits, 1)
+    finally:
+        await limiter.close()
+
+
 # Redis unreachable
 
 

@@ -73,6 +73,12 @@ class LimiterHealth:
 class Limiter(Protocol):
     async def admit(self, key: str, limits: Limits, tokens: int) -> Decision: ...
 
+    def ample(self, key: str, limits: Limits, tokens: int) -> bool:
+        """Whether this instance's last admission of `key` left so much room (ample_room) that the
+        next one can be taken while the request goes on (relay.pipeline); always False for a
+        limiter whose admission costs no round trip."""
+        ...
+
     async def settle(self, key: str, reservation: str, actual_tokens: int) -> None: ...
 
     async def peek(self, key: str, limits: Limits) -> Decision:
@@ -83,6 +89,19 @@ class Limiter(Protocol):
     async def ping(self) -> LimiterHealth: ...
 
     async def close(self) -> None: ...
+
+
+# A request is admitted speculatively (see Limiter.ample) only when the key's last decision left
+# room for AMPLE_SHARE of its limits and AMPLE_TIMES this request: a refusal after the provider
+# was called then needs others to spend that room in between, rare and never over the limit.
+AMPLE_SHARE = 10  # a tenth
+AMPLE_TIMES = 10
+
+
+def ample_room(decision: Decision, limits: Limits, tokens: int) -> bool:
+    return (decision.allowed and decision.limits == limits
+            and decision.remaining_requests >= max(AMPLE_TIMES, limits.rpm // AMPLE_SHARE)
+            and decision.remaining_tokens >= max(AMPLE_TIMES * tokens, limits.tpm // AMPLE_SHARE))
 
 
 # Exceeded codes, shared with the Lua script.

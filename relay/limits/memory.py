@@ -92,6 +92,9 @@ class MemoryLimiter:
         # Look time.time up at call time, so freezegun (and any patched clock) is honoured.
         return round((self._clock or time.time)() * US)
 
+    def ample(self, key: str, limits: Limits, tokens: int) -> bool:
+        return False  # admit_now is in-process: nothing to overlap
+
     async def admit(self, key: str, limits: Limits, tokens: int) -> Decision:
         return self.admit_now(key, limits, tokens)
 

@@ -31,6 +31,7 @@ from relay.limits.base import (
     Decision,
     LimiterHealth,
     Limits,
+    ample_room,
     make_decision,
 )
 from relay.limits.lua import ADMIT, SETTLE
@@ -40,6 +41,7 @@ logger = logging.getLogger("relay.limits")
 
 LOG_EVERY = 30.0
 LOCAL = "local:"  # prefix of reservations made by the fallback, so settle() finds them again
+MAX_REMEMBERED = 100_000  # keys whose last decision is kept for ample(); then forgotten at once
 _ERRORS = (RedisError, OSError)
 
 
@@ -78,6 +80,7 @@ class RedisLimiter:
         self._retry_interval = retry_interval
         self._local = MemoryLimiter(window=window, clock=clock, reservation_prefix=LOCAL)
         self._down = False
+        self._last: dict[str, Decision] = {}  # key → its last decision from Redis here (ample)
         self._retry_at = 0.0
         self._logged_at: float | None = None
         self._error = ""
@@ -92,7 +95,16 @@ class RedisLimiter:
         return -1 if self._clock is None else round(self._clock() * US)
 
     async def admit(self, key: str, limits: Limits, tokens: int) -> Decision:
-        return await self._run(key, limits, max(0, int(tokens)), record=True)
+        decision = await self._run(key, limits, max(0, int(tokens)), record=True)
+        if decision.reservation is None or not decision.reservation.startswith(LOCAL):
+            if len(self._last) >= MAX_REMEMBERED:
+                self._last.clear()  # bounded: a forgotten key just waits for one admission
+            self._last[key] = decision
+        return decision
+
+    def ample(self, key: str, limits: Limits, tokens: int) -> bool:
+        last = self._last.get(key)
+        return last is not None and not self._down and ample_room(last, limits, tokens)
 
     async def peek(self, key: str, limits: Limits) -> Decision:
         return await self._run(key, limits, 0, record=False)
