@@ -135,6 +135,19 @@ def commit_batch(engine: Engine, ops: list[Op], hold_ttl_s: float) -> tuple[list
     return results, batch.later
 
 
+def leases_by_account(ops: list[Op]) -> Optional[dict[int, str]]:
+    """When every op is a charge drawn from a balance lease, and each account's ops draw from one
+    lease: account → lease (relay.ledger_async can then write the batch without reading first).
+    Otherwise None."""
+    leases: dict[int, str] = {}
+    for op in ops:
+        if not isinstance(op, SettleOp) or not op.lease or op.held:
+            return None
+        if leases.setdefault(op.account_id, op.lease) != op.lease:
+            return None
+    return leases
+
+
 def driver_only(ops: list[Op]) -> bool:
     """Whether the batch's transaction runs relay.ledger_sql's statements alone: settlements and
     releases of holds on no key's budget (holds may explain a refusal, and keys' budgets are

@@ -43,6 +43,11 @@ class DriverSql:
     insert_holds_sql: str
     insert_entries_sql: str
     insert_records_sql: str
+    # The same writes, made only while a lease's hold row is still open (its id the last
+    # parameter): a batch of lease settlements then commits in one round trip (relay.ledger_async).
+    move_if_open_sql: str
+    insert_entries_if_open_sql: str
+    insert_records_if_open_sql: str
 
     # --- statements ---------------------------------------------------------------------------
 
@@ -154,13 +159,16 @@ def _build(dialect: Dialect) -> DriverSql:
     def placeholders(columns: Sequence[str]) -> str:
         return ", ".join([p] * len(columns))
 
+    move_sql = (f"UPDATE account SET balance_nanos = balance_nanos + {p}, held_nanos = held_nanos + {p}, "
+                f"exposure_nanos = exposure_nanos + {p} WHERE id = {p}")
+    lease_open = f"EXISTS (SELECT 1 FROM hold WHERE id = {p} AND status = 'open')"
+
     return DriverSql(
         dialect=dialect.name,
         p=p,
         stamp=_stamp(ledger._entries, "created_at", dialect),
         record_columns=record_columns,
-        move_sql=(f"UPDATE account SET balance_nanos = balance_nanos + {p}, held_nanos = held_nanos + {p}, "
-                  f"exposure_nanos = exposure_nanos + {p} WHERE id = {p}"),
+        move_sql=move_sql,
         # Worst_case holds carry no exposure, and with none open the second test follows from the first.
         reserve_sql=(f"UPDATE account SET held_nanos = held_nanos + {p}, exposure_nanos = exposure_nanos + {p} "
                      f"WHERE id = {p} AND balance_nanos - held_nanos >= {p} "
@@ -170,4 +178,9 @@ def _build(dialect: Dialect) -> DriverSql:
         insert_entries_sql=(f"INSERT INTO ledgerentry ({', '.join(_ENTRY_COLUMNS)}) "
                             f"VALUES ({placeholders(_ENTRY_COLUMNS)})"),
         insert_records_sql=f"INSERT INTO usagerecord ({', '.join(record_columns)}) VALUES ({values})",
+        move_if_open_sql=f"{move_sql} AND {lease_open}",
+        insert_entries_if_open_sql=(f"INSERT INTO ledgerentry ({', '.join(_ENTRY_COLUMNS)}) "
+                                    f"SELECT {placeholders(_ENTRY_COLUMNS)} WHERE {lease_open}"),
+        insert_records_if_open_sql=(f"INSERT INTO usagerecord ({', '.join(record_columns)}) "
+                                    f"SELECT {values} WHERE {lease_open}"),
     )

@@ -20,6 +20,7 @@ from relay.db.engine import make_engine
 from relay.db.migrate import upgrade
 from relay.db.models import Account, Hold, LedgerEntry, UsageRecord, utcnow
 from relay.group_commit import INLINE_BATCH, LedgerWriter
+from relay.ledger_async import AsyncSettlements
 from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp, commit, commit_each
 from tests.test_ledger import db, engine, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
 
@@ -472,3 +473,46 @@ def test_a_write_lock_held_elsewhere_never_stalls_the_loop_on_sqlite(sqlite_file
     assert ledger.account_balance(engine, account) == ledger.BalanceView(930, 0, 930)
     assert [c.amount_nanos for c in charges(engine, account)] == [-70]
     assert records(engine, account) == 1 and ledger.check_invariant(engine, account) == []
+
+
+def test_charges_on_leases_commit_in_one_round_trip(engine: Engine, new_account: Callable[..., int],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of charges drawn from leases (one per account) writes without reading first on
+    PostgreSQL, each write guarded by its lease being open (ledger_async._settle_on_leases); a
+    lease that expired under its charges takes no draw and writes nothing there, and its charges
+    are charged once beyond any hold (relay.ledger). The books are those of the general path."""
+    live, dead = new_account(10_000), new_account(10_000)
+    live_lease, dead_lease = "lease_" + uuid.uuid4().hex, "lease_" + uuid.uuid4().hex
+    one_trip: list[int] = []
+    settle_on_leases = AsyncSettlements._settle_on_leases
+
+    async def counted(self, connection, ops, leases, batch):  # type: ignore[no-untyped-def]
+        one_trip.append(len(ops))
+        return await settle_on_leases(self, connection, ops, leases, batch)
+
+    monkeypatch.setattr(AsyncSettlements, "_settle_on_leases", counted)
+    assert commit(engine, [HoldOp(live, live_lease, 1_000)], TTL) == [None]
+    assert commit(engine, [HoldOp(dead, dead_lease, 1_000)], 0) == [None]  # expires at once
+    assert ledger.expire_holds(engine, account_id=dead) == 1
+    charged = {live: [rid(), rid(), rid()], dead: [rid(), rid()]}
+    lease_of = {live: live_lease, dead: dead_lease}
+
+    async def run() -> None:
+        writer = LedgerWriter(engine, TTL)
+        await asyncio.gather(*(writer.submit(SettleOp(account, request_id, 100, False,
+                                                      record(account, request_id, 100),
+                                                      lease=lease_of[account], draw_nanos=100))
+                               for account, ids in charged.items() for request_id in ids))
+        await writer.close()
+
+    asyncio.run(run())
+    assert one_trip == ([5] if engine.dialect.name == "postgresql" else [])
+    with Session(engine) as session:
+        assert session.get(Hold, live_lease).amount_nanos == 700
+        assert session.get(Hold, dead_lease).status == "expired"
+    assert ledger.account_balance(engine, live) == ledger.BalanceView(10_000 - 300, 0, 10_000 - 300)  # a lease counts as available
+    assert ledger.account_balance(engine, dead) == ledger.BalanceView(10_000 - 200, 0, 10_000 - 200)
+    for account, ids in charged.items():
+        assert sorted(c.request_id for c in charges(engine, account)) == sorted(ids)  # once each
+        assert records(engine, account) == len(ids)
+        assert ledger.check_invariant(engine, account) == []
