@@ -30,7 +30,7 @@ from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.key_health import recheck_failing
 from relay.limits import build_limiter
-from relay import alerts, metrics, observe, tracing
+from relay import alerts, in_flight, metrics, observe, tracing
 from relay.routes import admin, aggregates, byok, console, docs, health, key, models, responses, usage
 from relay.routes.metrics import metrics_endpoint
 from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
@@ -199,7 +199,8 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ClientErrorLog), Middleware(console.ConsoleHeaders)],
+        middleware=[Middleware(in_flight.CountInFlight), Middleware(ClientErrorLog),
+                    Middleware(console.ConsoleHeaders)],
         exception_handlers={HTTPException: http_error, ClientDisconnect: client_gone, Exception: unexpected_error},
     )
 

@@ -3,8 +3,9 @@ applies all that are waiting in a single transaction on its own thread (relay.le
 answers each caller. Under load a batch holds many requests, so the cost of a transaction
 and of a thread hop is shared. On PostgreSQL a batch's settlements and releases are committed on
 the event loop instead (relay.ledger_async), with no hop at all, and only the rest (holds, moves,
-keys' budgets) on the thread. On SQLite a batch of one or two operations (a request alone, at
-low concurrency) is committed on the loop too, where it costs less than the hop (see _inline).
+keys' budgets) on the thread. On SQLite a batch of one or two operations is committed on the
+loop too, where it costs less than the hop, when no other request is in flight to be held up by
+it (a request alone, at low concurrency: see INLINE_BATCH).
 
 A caller that goes away (the client disconnected) does not take its operation with it: once
 submitted, an operation is committed, and shutdown (`close`) waits for every queued one.
@@ -20,7 +21,7 @@ from typing import Optional
 
 from sqlalchemy import Engine, create_engine
 
-from relay import ledger_batch
+from relay import in_flight, ledger_batch
 from relay.db.engine import serialize_sqlite_writes
 from relay.ledger_async import AsyncSettlements
 from relay.ledger_batch import HoldOp, Op
@@ -28,9 +29,12 @@ from relay.ledger_batch import HoldOp, Op
 log = logging.getLogger("relay.group_commit")
 
 MAX_BATCH = 512
-# SQLite: batches up to this size commit on the loop. Measured at c=1 (bench_gateway, chat): the
-# hop to the thread and back was ~0.2 ms of a settlement's ~0.45 ms. Bigger batches (under load)
-# stay on the thread, where SQLite's own work runs beside the loop (the driver releases the GIL).
+# SQLite: batches up to this size commit on the loop when the requests in flight are no more than
+# the batch's operations (relay.in_flight), so that blocking the loop delays nobody. Measured
+# (bench_gateway): at c=1 the hop to the thread and back was ~0.2 ms of a settlement's ~0.45 ms
+# (chat c=1 ×1.12); but committing on the loop beside 15 other streams cost them ~2% of their
+# throughput (stream c=16). Under load batches go to the thread, where SQLite's own work runs
+# beside the loop (the driver releases the GIL).
 INLINE_BATCH = 2
 
 
@@ -104,7 +108,7 @@ class LedgerWriter:
         transactions: a new lease's hold no longer takes the settlements queued with it to the
         thread (at c=64 a batch holds dozens). The ops of the two parts belong to different
         requests (_take), and both lock hold rows before accounts."""
-        if self._inline is not None and len(ops) <= INLINE_BATCH:
+        if self._inline is not None and len(ops) <= INLINE_BATCH and in_flight.count() <= len(ops):
             return await self._commit_inline(ops)
         if self._on_loop is None:
             return await self._on_thread(ops)

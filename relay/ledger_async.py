@@ -10,9 +10,9 @@ for other requests meanwhile. A batch of charges drawn from balance leases alone
 concurrency, nearly every batch) takes one round trip: each write is made only while its lease is
 still open, so nothing needs reading before COMMIT (_settle_on_leases; a lone one 751–778 → 718–733
 µs, medians of 1,400 in a bare loop, most of the rest being the commit's fsync). The books are
-relay.ledger_batch's own (closings, book_closings,
-account_moves); only the statements' execution differs. Holds, moves and keys' budgets, and every
-settlement that relay.ledger must decide one by one, still go to the thread (relay.group_commit).
+relay.ledger_batch's own (closings, book_closings, account_moves); only the statements' execution
+differs. Holds, moves and keys' budgets, and every settlement that relay.ledger must decide one by
+one, still go to the thread (relay.group_commit).
 """
 
 from __future__ import annotations

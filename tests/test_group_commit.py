@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from relay import ledger
+from relay import in_flight, ledger
 from relay.db.engine import make_engine
 from relay.db.migrate import upgrade
 from relay.db.models import Account, Hold, LedgerEntry, UsageRecord, utcnow
@@ -415,29 +415,36 @@ def funded_account(engine: Engine, balance_nanos: int) -> int:
     return account_id
 
 
-def test_small_batches_commit_on_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
+def test_small_batches_commit_on_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite: a request alone (a batch of one or two) commits on the loop, with no hop to the
-    writer's thread; a bigger batch still goes to the thread. The books are the same."""
+    writer's thread; with other requests in flight, or a bigger batch, it goes to the thread. The
+    books are the same."""
     _, engine = sqlite_file
     account = funded_account(engine, 1000)
-    held, crowd = rid(), [rid() for _ in range(INLINE_BATCH + 3)]
+    held, crowd, busy = rid(), [rid() for _ in range(INLINE_BATCH + 3)], rid()
 
     async def run() -> LedgerWriter:
         writer = LedgerWriter(engine, TTL)
         await writer.submit(HoldOp(account, held, 300))
         await writer.submit(SettleOp(account, held, 250, True, record(account, held, 250)))
         assert (writer.inline_batches, writer.batches) == (2, 2)
+        with monkeypatch.context() as serving:
+            serving.setattr(in_flight, "_serving", 2)  # its own request and another one
+            await writer.submit(SettleOp(account, busy, 5, False, record(account, busy, 5)))
+        assert (writer.inline_batches, writer.batches) == (2, 3)
         # Queued together before the writer wakes: one batch, too big for the loop.
-        await asyncio.gather(*(writer.submit(SettleOp(account, request_id, 10, False, record(account, request_id, 10)))
+        await asyncio.gather(*(writer.submit(SettleOp(account, request_id, 10, False,
+                                                      record(account, request_id, 10)))
                                for request_id in crowd))
         await writer.close()
         return writer
 
     writer = asyncio.run(run())
-    assert (writer.inline_batches, writer.batches, writer.loop_batches) == (2, 3, 0)
-    spent = 250 + 10 * len(crowd)
+    assert (writer.inline_batches, writer.batches, writer.loop_batches) == (2, 4, 0)
+    spent = 250 + 5 + 10 * len(crowd)
     assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - spent, 0, 1000 - spent)
-    assert records(engine, account) == 1 + len(crowd) and ledger.check_invariant(engine, account) == []
+    assert records(engine, account) == 2 + len(crowd) and ledger.check_invariant(engine, account) == []
 
 
 def test_a_write_lock_held_elsewhere_never_stalls_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
@@ -510,7 +517,8 @@ def test_charges_on_leases_commit_in_one_round_trip(engine: Engine, new_account:
     with Session(engine) as session:
         assert session.get(Hold, live_lease).amount_nanos == 700
         assert session.get(Hold, dead_lease).status == "expired"
-    assert ledger.account_balance(engine, live) == ledger.BalanceView(10_000 - 300, 0, 10_000 - 300)  # a lease counts as available
+    # A lease counts as available: the balance view shows only the 300 charged.
+    assert ledger.account_balance(engine, live) == ledger.BalanceView(10_000 - 300, 0, 10_000 - 300)
     assert ledger.account_balance(engine, dead) == ledger.BalanceView(10_000 - 200, 0, 10_000 - 200)
     for account, ids in charged.items():
         assert sorted(c.request_id for c in charges(engine, account)) == sorted(ids)  # once each

@@ -92,9 +92,10 @@ class Limiter(Protocol):
 
 
 # A request is admitted speculatively (see Limiter.ample) only when the key's last decision left
-# room for AMPLE_SHARE of its limits and AMPLE_TIMES this request: a refusal after the provider
-# was called then needs others to spend that room in between, rare and never over the limit.
-AMPLE_SHARE = 10  # a tenth
+# room for 1/AMPLE_SHARE of both limits and for AMPLE_TIMES requests like this one: a refusal
+# after the provider was called then needs others to spend that room in between, which is rare,
+# and even then the limit holds (the client gets its 429).
+AMPLE_SHARE = 10
 AMPLE_TIMES = 10
 
 

@@ -28,7 +28,7 @@ from tests.e2e.conftest import POOL_KEYS
 from tests.e2e.relay_server import ThreadRelay
 
 CHAT = "/v1/chat/completions"
-RPM = 12  # ample room (Limiter.ample) is 10 requests or more: the 3rd and 4th answers use it up
+RPM = 12  # ample room (Limiter.ample) is 10 requests or more: after the 3rd answer, 9 are left
 HTTP = httpx.Client(timeout=30)
 
 
@@ -55,7 +55,8 @@ class Watching(RedisLimiter):
 
 
 @pytest.fixture
-def watched(settings: Settings, limiter_url: str | None, emulator) -> Iterator[tuple[ThreadRelay, Watching]]:  # type: ignore[no-untyped-def]
+def watched(settings: Settings, limiter_url: str | None,
+            emulator) -> Iterator[tuple[ThreadRelay, Watching]]:  # type: ignore[no-untyped-def]
     url = limiter_url or services.redis_url()
     server = ThreadRelay(settings.model_copy(update={"redis_url": url})).start()
     try:
