@@ -18,11 +18,11 @@ from sqlmodel import Session
 from relay import in_flight, ledger
 from relay.db.engine import make_engine
 from relay.db.migrate import upgrade
-from relay.db.models import Account, Hold, LedgerEntry, UsageRecord, utcnow
+from relay.db.models import Hold, LedgerEntry, UsageRecord, utcnow
 from relay.group_commit import INLINE_BATCH, LedgerWriter
 from relay.ledger_async import AsyncSettlements
 from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp, commit, commit_each
-from tests.test_ledger import db, engine, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
+from tests.test_ledger import db, engine, make_account, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
 
 TTL = 900
 
@@ -404,24 +404,13 @@ def sqlite_file(tmp_path: Path) -> Iterator[tuple[Path, Engine]]:
     engine.dispose()
 
 
-def funded_account(engine: Engine, balance_nanos: int) -> int:
-    with Session(engine) as session:
-        account = Account(name=f"acct-{uuid.uuid4().hex}")
-        session.add(account)
-        session.commit()
-        assert account.id is not None
-        account_id = account.id
-    ledger.topup(engine, account_id, balance_nanos)
-    return account_id
-
-
 def test_small_batches_commit_on_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite: a request alone (a batch of one or two) commits on the loop, with no hop to the
     writer's thread; with other requests in flight, or a bigger batch, it goes to the thread. The
     books are the same."""
     _, engine = sqlite_file
-    account = funded_account(engine, 1000)
+    account = make_account(engine, 1000)
     held, crowd, busy = rid(), [rid() for _ in range(INLINE_BATCH + 3)], rid()
 
     async def run() -> LedgerWriter:
@@ -452,7 +441,7 @@ def test_a_write_lock_held_elsewhere_never_stalls_the_loop_on_sqlite(sqlite_file
     settlement does not wait for it on the loop (it would stall every request, up to the 30 s busy
     timeout): it waits on the writer's thread, and is committed once the lock is released."""
     path, engine = sqlite_file
-    account = funded_account(engine, 1000)
+    account = make_account(engine, 1000)
     request_id = rid()
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")

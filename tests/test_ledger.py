@@ -87,22 +87,23 @@ def engine(db: tuple[str, Engine]) -> Engine:
     return db[1]
 
 
+def make_account(engine: Engine, balance_nanos: int = 0) -> int:
+    """A new account; with balance_nanos > 0 it's funded by a real top-up."""
+    with Session(engine) as session:
+        account = Account(name=f"acct-{uuid.uuid4().hex}")
+        session.add(account)
+        session.commit()
+        assert account.id is not None
+        account_id = account.id
+    if balance_nanos:
+        topup(engine, account_id, balance_nanos)
+    return account_id
+
+
 @pytest.fixture
 def new_account(engine: Engine) -> Callable[..., int]:
-    """Make an account; with balance_nanos > 0 it's funded by a real top-up."""
-
-    def make(balance_nanos: int = 0) -> int:
-        with Session(engine) as session:
-            account = Account(name=f"acct-{uuid.uuid4().hex}")
-            session.add(account)
-            session.commit()
-            assert account.id is not None
-            account_id = account.id
-        if balance_nanos:
-            topup(engine, account_id, balance_nanos)
-        return account_id
-
-    return make
+    """Make an account (make_account) in the test's database."""
+    return lambda balance_nanos=0: make_account(engine, balance_nanos)
 
 
 def rid() -> str:
