@@ -64,13 +64,7 @@ class AsyncSettlements:
                 closed = [row for cursor in closing for row in await cursor.fetchall()]
                 drawn = {lease for lease, cursor in draws if await cursor.fetchall()}
                 book_closings(ops, closed, drawn, batch)
-                cursor = connection.cursor()
-                for account_id, change in account_moves(batch).items():
-                    await cursor.execute(sql.move_sql, (*change, account_id))
-                if batch.entries:
-                    await cursor.executemany(sql.insert_entries_sql, sql.entry_rows(batch.entries))
-                if batch.records:
-                    await cursor.executemany(sql.insert_records_sql, sql.record_rows(batch.records))
+                await self._write_books(connection, batch)
                 await connection.execute("COMMIT")
         except Exception:
             if connection.broken or connection.closed:
@@ -94,19 +88,29 @@ class AsyncSettlements:
             await connection.execute("BEGIN")
             drawing = [(lease, await _execute(connection, *sql.draw_statement(lease, amount)))
                        for lease, amount in draws]
-            cursor = connection.cursor()
-            for account_id, change in account_moves(batch).items():
-                await cursor.execute(sql.move_if_open_sql, (*change, account_id, leases[account_id]))
-            if batch.entries:
-                await cursor.executemany(sql.insert_entries_if_open_sql,
-                                         [(*row, leases[row[0]]) for row in sql.entry_rows(batch.entries)])
-            if batch.records:
-                await cursor.executemany(sql.insert_records_if_open_sql,
-                                         [(*row, leases[record["account_id"]])
-                                          for row, record in zip(sql.record_rows(batch.records), batch.records)])
+            await self._write_books(connection, batch, leases)
             await connection.execute("COMMIT")
             drawn = {lease for lease, cursor in drawing if await cursor.fetchall()}
         return [(index, op) for index, op in enumerate(ops) if isinstance(op, SettleOp) and op.lease not in drawn]
+
+    async def _write_books(self, connection: psycopg.AsyncConnection, batch: Batch,
+                           leases: Optional[dict[int, str]] = None) -> None:
+        """The batch's account moves, entries and records. With `leases` (account → its lease),
+        each is written only while its account's lease is still open (_settle_on_leases)."""
+        sql, cursor = self._sql, connection.cursor()
+        if leases is None:
+            move, entries, records = sql.move_sql, sql.insert_entries_sql, sql.insert_records_sql
+        else:
+            move, entries, records = (sql.move_if_open_sql, sql.insert_entries_if_open_sql,
+                                      sql.insert_records_if_open_sql)
+        guard = {account_id: (lease,) for account_id, lease in (leases or {}).items()}  # the last parameter
+        for account_id, change in account_moves(batch).items():
+            await cursor.execute(move, (*change, account_id, *guard.get(account_id, ())))
+        if batch.entries:
+            await cursor.executemany(entries, [(*row, *guard.get(row[0], ())) for row in sql.entry_rows(batch.entries)])
+        if batch.records:
+            await cursor.executemany(records, [(*row, *guard.get(record["account_id"], ()))
+                                               for row, record in zip(sql.record_rows(batch.records), batch.records)])
 
     async def _connect(self) -> psycopg.AsyncConnection:
         if self._connection is None:
