@@ -484,7 +484,7 @@ def main() -> None:
             profiled_body = chat_body
             if args.profile_scenario == "stream":
                 profiled_body = out / "profiled-stream-body.json"
-                profiled_body.write_text(json.dumps({**CHAT, "stream": True}))
+                profiled_body.write_text(json.dumps(next(s.body for s in SCENARIOS if s.name == "stream")))
             report += [f"## py-spy: {profiled['name']}, {args.profile_scenario} c={args.profile_conc}, "
                        f"{args.profile_seconds:g} s", "```",
                        *profile(profiled, profiled_body, args.profile_seconds, out, args.profile_conc), "```", ""]
