@@ -5,7 +5,8 @@ and of a thread hop is shared. On PostgreSQL a batch's settlements and releases 
 the event loop instead (relay.ledger_async), with no hop at all, and only the rest (holds, moves,
 keys' budgets) on the thread. On SQLite a batch of one or two operations is committed on the
 loop too, where it costs less than the hop, when no other request is in flight to be held up by
-it (a request alone, at low concurrency: see INLINE_BATCH).
+it (a request alone, at low concurrency: see INLINE_BATCH). On SQLite the writer also owns the
+WAL's checkpoints (WalCheckpoints), so that no commit, on the loop or on the thread, runs one.
 
 A caller that goes away (the client disconnected) does not take its operation with it: once
 submitted, an operation is committed, and shutdown (`close`) waits for every queued one.
@@ -36,6 +37,15 @@ MAX_BATCH = 512
 # throughput (stream c=16). Under load batches go to the thread, where SQLite's own work runs
 # beside the loop (the driver releases the GIL).
 INLINE_BATCH = 2
+# SQLite: a checkpoint (the WAL copied back into the database, two fsyncs) every this many
+# batches, on a thread of its own. SQLite's default runs one inside the commit that takes the WAL
+# past 1,000 pages, ~3–10 ms: at c=1, where commits run on the loop, that commit was the p99
+# (bench_gateway chat c=1, p99: 4.8 ms with it, 2.6 ms with this). A settlement writes ~15 pages.
+# Every 8: a checkpoint costs ~0.4 ms of its thread's CPU (~50 µs a request at c=1), and is short
+# enough to end between two requests, so that the WAL starts afresh (every 16: p99 4.0 ms, and
+# the WAL grew to RESTART_FRAMES; every 64: p99 9.2 ms, a RESTART every ~130 requests).
+CHECKPOINT_EVERY = 8
+RESTART_FRAMES = 2_000  # ~8 MB of WAL: see WalCheckpoints
 
 
 class LedgerWriter:
@@ -53,6 +63,7 @@ class LedgerWriter:
         self._thread: Optional[ThreadPoolExecutor] = None
         self._on_loop = AsyncSettlements.for_engine(engine)
         self._inline = inline_engine(engine)
+        self.checkpoints = WalCheckpoints(self.engine) if self._owns_engine and self._inline is not None else None
         self.batches = 0  # committed batches, and operations in them (for tests and the bench)
         self.operations = 0
         self.loop_batches = 0  # of them, committed on the event loop: PostgreSQL (relay.ledger_async)
@@ -92,6 +103,8 @@ class LedgerWriter:
                 results = await self._commit(ops)
                 self.batches += 1
                 self.operations += len(ops)
+                if self.checkpoints is not None:
+                    self.checkpoints.after_batch()
                 for (_, future), result in zip(batch, results):
                     if future.done():
                         continue
@@ -195,10 +208,70 @@ class LedgerWriter:
             self._thread = None
         if self._on_loop is not None:
             await self._on_loop.close()
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
         if self._inline is not None:
             self._inline.dispose()
         if self._owns_engine:
             self.engine.dispose()
+
+
+class WalCheckpoints:
+    """SQLite: the WAL's checkpoints, for connections that run none themselves. PASSIVE first: it
+    copies what no reader still needs and waits for nobody; writers go on appending meanwhile
+    (SQLite takes no write lock for it). The WAL starts afresh at the first commit after a
+    checkpoint that copied it all, which takes a pause between commits as long as the checkpoint;
+    at a steady stream of commits there may be none, so past `restart_frames` a RESTART checkpoint
+    takes the write lock for what is left (the loop's small batches then go to the writer's
+    thread, which waits for it)."""
+
+    def __init__(self, engine: Engine, every: int = CHECKPOINT_EVERY, restart_frames: int = RESTART_FRAMES) -> None:
+        self.engine = engine
+        self.every = every
+        self.restart_frames = restart_frames
+        self.done = 0  # completed checkpoints, and of them the RESTART ones (for tests)
+        self.restarts = 0
+        self._since = 0
+        self._thread: Optional[ThreadPoolExecutor] = None
+        self._running: Optional[asyncio.Future] = None
+
+    def after_batch(self) -> None:
+        """Count a committed batch; every `every`th starts a checkpoint unless one is running."""
+        self._since += 1
+        if self._since < self.every or (self._running is not None and not self._running.done()):
+            return
+        self._since = 0
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-checkpoint")
+        self._running = asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint)
+        self._running.add_done_callback(self._finished)
+
+    def _checkpoint(self) -> None:
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            _, wal_frames, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if wal_frames >= self.restart_frames:  # it has not started afresh for a while
+                cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                self.restarts += 1
+        finally:
+            connection.close()
+
+    def _finished(self, future: asyncio.Future) -> None:
+        if future.cancelled():
+            return
+        if future.exception() is None:
+            self.done += 1
+        else:  # the next one retries; a WAL that grows meanwhile costs disk, not correctness
+            log.warning("WAL checkpoint failed", exc_info=future.exception())
+
+    async def close(self) -> None:
+        if self._running is not None:
+            with contextlib.suppress(Exception):
+                await self._running
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
 
 def writer_engine(engine: Engine) -> Engine:
@@ -206,10 +279,17 @@ def writer_engine(engine: Engine) -> Engine:
     pool spends on every checkout (a round trip, ~0.1 ms of a lone settlement's 1.05 ms). A
     connection that died while idle (the server restarted) fails its batch at the first statement,
     before anything is written; SQLAlchemy then invalidates the pool, and the writer retries the
-    batch one op at a time on new connections (_one_at_a_time). SQLite: the shared engine."""
-    if engine.dialect.name != "postgresql":
+    batch one op at a time on new connections (_one_at_a_time). SQLite in a file: the writer's own
+    connections (one for batches, one for WalCheckpoints), which never checkpoint in a commit.
+    An in-memory SQLite database: the shared engine, its only connection."""
+    if engine.dialect.name == "postgresql":
+        return create_engine(engine.url, pool_size=2, max_overflow=0, pool_pre_ping=False, hide_parameters=True)
+    if engine.url.database in (None, "", ":memory:"):
         return engine
-    return create_engine(engine.url, pool_size=2, max_overflow=0, pool_pre_ping=False, hide_parameters=True)
+    writer = create_engine(engine.url, connect_args={"check_same_thread": False}, pool_size=2, max_overflow=2,
+                           pool_pre_ping=False, hide_parameters=True)
+    serialize_sqlite_writes(writer, autocheckpoint=False)
+    return writer
 
 
 def inline_engine(engine: Engine) -> Optional[Engine]:
@@ -221,7 +301,7 @@ def inline_engine(engine: Engine) -> Optional[Engine]:
         return None
     inline = create_engine(engine.url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0,
                            pool_pre_ping=False, hide_parameters=True)
-    serialize_sqlite_writes(inline, busy_timeout_ms=0)
+    serialize_sqlite_writes(inline, busy_timeout_ms=0, autocheckpoint=False)
     return inline
 
 

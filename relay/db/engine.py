@@ -25,10 +25,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
-def serialize_sqlite_writes(engine: Engine, busy_timeout_ms: int = 30_000) -> None:
+def serialize_sqlite_writes(engine: Engine, busy_timeout_ms: int = 30_000, autocheckpoint: bool = True) -> None:
     """WAL for concurrent readers, and BEGIN IMMEDIATE so that two processes never both read a
     balance and then both write it: SQLite takes the write lock at the start of the transaction,
-    waiting up to `busy_timeout_ms` for another connection to release it."""
+    waiting up to `busy_timeout_ms` for another connection to release it. Without
+    `autocheckpoint`, a commit never copies the WAL back into the database itself (SQLite's
+    default does so in the commit that crosses 1,000 pages): whoever opens such an engine
+    checkpoints it (relay.group_commit)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -40,6 +43,8 @@ def serialize_sqlite_writes(engine: Engine, busy_timeout_ms: int = 30_000) -> No
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
