@@ -6,7 +6,8 @@ the event loop instead (relay.ledger_async), with no hop at all, and only the re
 keys' budgets) on the thread. On SQLite a batch of one or two operations is committed on the
 loop too, where it costs less than the hop, when no other request is in flight to be held up by
 it (a request alone, at low concurrency: see INLINE_BATCH). On SQLite the writer also owns the
-WAL's checkpoints (WalCheckpoints), so that no commit, on the loop or on the thread, runs one.
+WAL's checkpoints (relay.wal_checkpoints), so that no commit, on the loop or on the thread, runs
+one.
 
 A caller that goes away (the client disconnected) does not take its operation with it: once
 submitted, an operation is committed, and shutdown (`close`) waits for every queued one.
@@ -26,6 +27,7 @@ from relay import in_flight, ledger_batch
 from relay.db.engine import serialize_sqlite_writes
 from relay.ledger_async import AsyncSettlements
 from relay.ledger_batch import HoldOp, Op
+from relay.wal_checkpoints import WalCheckpoints
 
 log = logging.getLogger("relay.group_commit")
 
@@ -37,15 +39,6 @@ MAX_BATCH = 512
 # throughput (stream c=16). Under load batches go to the thread, where SQLite's own work runs
 # beside the loop (the driver releases the GIL).
 INLINE_BATCH = 2
-# SQLite: a checkpoint (the WAL copied back into the database, two fsyncs) every this many
-# batches, on a thread of its own. SQLite's default runs one inside the commit that takes the WAL
-# past 1,000 pages, ~3–10 ms: at c=1, where commits run on the loop, that commit was the p99
-# (bench_gateway chat c=1, p99: 4.8 ms with it, 2.6 ms with this). A settlement writes ~15 pages.
-# Every 8: a checkpoint costs ~0.4 ms of its thread's CPU (~50 µs a request at c=1), and is short
-# enough to end between two requests, so that the WAL starts afresh (every 16: p99 4.0 ms, and
-# the WAL grew to RESTART_FRAMES; every 64: p99 9.2 ms, a RESTART every ~130 requests).
-CHECKPOINT_EVERY = 8
-RESTART_FRAMES = 2_000  # ~8 MB of WAL: see WalCheckpoints
 
 
 class LedgerWriter:
@@ -98,6 +91,8 @@ class LedgerWriter:
             self._wakeup.clear()
             while self._queue:
                 self._committing = True
+                if self.checkpoints is not None:
+                    await self.checkpoints.before_batch()
                 batch = self._take()
                 ops = [op for op, _ in batch]
                 results = await self._commit(ops)
@@ -214,64 +209,6 @@ class LedgerWriter:
             self._inline.dispose()
         if self._owns_engine:
             self.engine.dispose()
-
-
-class WalCheckpoints:
-    """SQLite: the WAL's checkpoints, for connections that run none themselves. PASSIVE first: it
-    copies what no reader still needs and waits for nobody; writers go on appending meanwhile
-    (SQLite takes no write lock for it). The WAL starts afresh at the first commit after a
-    checkpoint that copied it all, which takes a pause between commits as long as the checkpoint;
-    at a steady stream of commits there may be none, so past `restart_frames` a RESTART checkpoint
-    takes the write lock for what is left (the loop's small batches then go to the writer's
-    thread, which waits for it)."""
-
-    def __init__(self, engine: Engine, every: int = CHECKPOINT_EVERY, restart_frames: int = RESTART_FRAMES) -> None:
-        self.engine = engine
-        self.every = every
-        self.restart_frames = restart_frames
-        self.done = 0  # completed checkpoints, and of them the RESTART ones (for tests)
-        self.restarts = 0
-        self._since = 0
-        self._thread: Optional[ThreadPoolExecutor] = None
-        self._running: Optional[asyncio.Future] = None
-
-    def after_batch(self) -> None:
-        """Count a committed batch; every `every`th starts a checkpoint unless one is running."""
-        self._since += 1
-        if self._since < self.every or (self._running is not None and not self._running.done()):
-            return
-        self._since = 0
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-checkpoint")
-        self._running = asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint)
-        self._running.add_done_callback(self._finished)
-
-    def _checkpoint(self) -> None:
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            _, wal_frames, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if wal_frames >= self.restart_frames:  # it has not started afresh for a while
-                cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                self.restarts += 1
-        finally:
-            connection.close()
-
-    def _finished(self, future: asyncio.Future) -> None:
-        if future.cancelled():
-            return
-        if future.exception() is None:
-            self.done += 1
-        else:  # the next one retries; a WAL that grows meanwhile costs disk, not correctness
-            log.warning("WAL checkpoint failed", exc_info=future.exception())
-
-    async def close(self) -> None:
-        if self._running is not None:
-            with contextlib.suppress(Exception):
-                await self._running
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
 
 
 def writer_engine(engine: Engine) -> Engine:
