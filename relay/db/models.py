@@ -123,12 +123,13 @@ class Hold(SQLModel, table=True):
 
 
 class UsageRecord(SQLModel, table=True):
-    # A caller's page of records, newest first, and its totals from the index alone (migration 0002).
+    # A caller's page of records, newest first, and its totals from the index alone (migration 0002);
+    # it also serves every lookup by account (0011 dropped the index on account_id alone).
     __table_args__ = (Index("ix_usagerecord_account_created", "account_id", "created_at", "id", "cost_nanos",
                             "list_cost_nanos"),)
 
     id: str = Field(primary_key=True)  # the request id, also sent as x-request-id
-    account_id: int = Field(foreign_key="account.id", index=True)
+    account_id: int = Field(foreign_key="account.id")
     api_key_id: Optional[int] = Field(default=None, foreign_key="apikey.id")
     route: str
     model: str = Field(index=True)
