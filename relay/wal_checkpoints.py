@@ -12,6 +12,10 @@ the next batch starts another (chasing), which has only those pages to copy and 
 the pause before the next commit. When the commits never pause (load), the writer waits once for
 a checkpoint (`before_batch`), which then copies everything, so the WAL never grows past about
 `every` batches. A settlement writes ~15 pages.
+
+Another process's writer (`relay serve --workers 2`, the CLI) is not seen here: its commits may
+overlap every checkpoint of this one. Past `restart_frames` a RESTART checkpoint then waits for
+the write lock (SQLite's busy handler) and holds it while it copies the rest, for whoever writes.
 """
 
 from __future__ import annotations
@@ -32,15 +36,20 @@ log = logging.getLogger("relay.wal_checkpoints")
 CHECKPOINT_EVERY = 64
 # Chasing checkpoints before the writer waits for one instead.
 MAX_CHASE = 3
+# A WAL this long (~80 MB) has not started afresh for ~1,300 batches: others keep writing.
+RESTART_FRAMES = 20_000
 
 
 class WalCheckpoints:
-    def __init__(self, engine: Engine, every: int = CHECKPOINT_EVERY, max_chase: int = MAX_CHASE) -> None:
+    def __init__(self, engine: Engine, every: int = CHECKPOINT_EVERY, max_chase: int = MAX_CHASE,
+                 restart_frames: int = RESTART_FRAMES) -> None:
         self.engine = engine
         self.every = every
         self.max_chase = max_chase
-        self.done = 0  # completed checkpoints, and the batches that waited for one (for tests)
+        self.restart_frames = restart_frames
+        self.done = 0  # completed checkpoints, the batches that waited for one, the RESTART ones (for tests)
         self.waited = 0
+        self.restarts = 0
         self._since = 0  # batches committed since the last checkpoint began
         self._batches = 0  # batches begun, to tell whether one overlapped a checkpoint
         self._chasing = 0  # checkpoints in a row that a commit overlapped
@@ -79,7 +88,11 @@ class WalCheckpoints:
     def _checkpoint(self) -> None:
         connection = self.engine.raw_connection()
         try:
-            connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            cursor = connection.cursor()
+            _, wal_frames, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if wal_frames >= self.restart_frames:
+                cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                self.restarts += 1
         finally:
             connection.close()
 

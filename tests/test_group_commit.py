@@ -517,6 +517,36 @@ def test_the_wal_is_checkpointed_off_the_loop_on_sqlite(sqlite_file: tuple[Path,
     assert records(engine, account) == settlements and ledger.check_invariant(engine, account) == []
 
 
+def test_the_wal_starts_afresh_beside_another_writer_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
+    """SQLite, two writers on one database (two processes): each one's checkpoints may be
+    overlapped by the other's commits, which neither sees, so the WAL may not start afresh; past
+    `restart_frames` a RESTART checkpoint takes the write lock from both and does it, with no
+    deadlock against the loop's commits. The WAL stays bounded and the books whole."""
+    path, engine = sqlite_file
+    account = make_account(engine, 10_000)
+    rounds = 120
+
+    async def run() -> list[LedgerWriter]:
+        writers = [LedgerWriter(engine, TTL), LedgerWriter(engine, TTL)]
+        for writer in writers:
+            assert writer.checkpoints is not None
+            writer.checkpoints.every, writer.checkpoints.restart_frames = 8, 400
+        for _ in range(rounds):
+            for writer in writers:
+                request_id = rid()
+                await writer.submit(SettleOp(account, request_id, 1, False, record(account, request_id, 1)))
+        for writer in writers:
+            await writer.close()
+        return writers
+
+    writers = asyncio.run(run())
+    assert sum(writer.checkpoints.restarts for writer in writers if writer.checkpoints) >= 1
+    # Unchecked, 240 settlements leave a WAL of ~14 MB.
+    assert Path(f"{path}-wal").stat().st_size < 4_000_000
+    assert ledger.account_balance(engine, account).balance_nanos == 10_000 - 2 * rounds
+    assert records(engine, account) == 2 * rounds and ledger.check_invariant(engine, account) == []
+
+
 def test_charges_on_leases_commit_in_one_round_trip(engine: Engine, new_account: Callable[..., int],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch of charges drawn from leases (one per account) writes without reading first on
