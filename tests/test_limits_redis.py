@@ -26,6 +26,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from relay.limits import Limits, MemoryLimiter, RedisLimiter, build_limiter
+from relay.limits.redis_backend import SETTLE_WITHIN
 
 REDIS_URL = os.environ.get("RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DOWN_URL = "redis://127.0.0.1:1/0"
@@ -192,6 +193,43 @@ async def test_settle_gives_tokens_back_and_takes_more(limiter, clock):
     clock.tick(60)
     await limiter.settle("acct", d.reservation, 10)  # out of the window: nothing to correct
     assert (await limiter.admit("acct", limits, 0)).used_tokens == 0
+
+
+async def test_a_settlement_rides_with_the_next_admission(limiter, monkeypatch):
+    """One round trip a request: the settlement goes with the key's next admission, whose
+    decision already counts it; nothing is sent on its own."""
+    alone: list[list] = []
+    send_alone = limiter._settle
+
+    async def watched(keys, args):
+        alone.append(args)
+        return await send_alone(keys=keys, args=args)
+
+    monkeypatch.setattr(limiter, "_settle", watched)
+    limits = Limits(rpm=10, tpm=1_000)
+    first = await limiter.admit("acct", limits, 800)
+    await limiter.settle("acct", first.reservation, 300)
+    second = await limiter.admit("acct", limits, 600)  # 300 + 600 fit; 800 + 600 would not
+    assert second.allowed and second.used_tokens == 300
+    await limiter.settle("acct", second.reservation, 50)
+    assert (await limiter.peek("acct", limits)).used_tokens == 350
+    assert alone == []
+
+
+async def test_a_settlement_without_a_next_admission_is_sent_within_the_limit(make, sync_redis):
+    """A key that makes no further request has its settlement sent on its own within
+    SETTLE_WITHIN; another instance then sees the actual tokens. close() sends what is left."""
+    here, there = make(), make()
+    limits = Limits(rpm=10, tpm=1_000)
+    d = await here.admit("acct", limits, 800)
+    await here.settle("acct", d.reservation, 100)
+    await asyncio.sleep(SETTLE_WITHIN + 0.1)
+    assert (await there.peek("acct", limits)).used_tokens == 100
+    late = await here.admit("acct", limits, 500)
+    await here.settle("acct", late.reservation, 20)
+    await here.close()
+    assert (await there.peek("acct", limits)).used_tokens == 120
+    assert int(sync_redis.hget(here.keys("acct")[1], late.reservation)) == 20
 
 
 async def test_never_fits_records_nothing(limiter, sync_redis, prefix):

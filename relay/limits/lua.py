@@ -15,11 +15,21 @@ local function server_now(now)
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+-- A settlement: the entry's pre-counted tokens become the actual ones, unless it has left.
+local function correct(id, actual, now, window)
+  local at = redis.call('ZSCORE', req_key, id)
+  if not at or tonumber(at) <= now - window then return 0 end  -- already out of the window
+  local old = tonumber(redis.call('HGET', tok_key, id)) or 0
+  redis.call('HSET', tok_key, id, int(actual))
+  redis.call('HINCRBY', tok_key, SUM, int(actual - old))
+  return 1
+end
 """
 
 # ARGV: rpm, tpm, tokens, window_us, reservation id, now_us (-1: server TIME, so that
-# instances with skewed clocks agree), record (1; 0 for a peek that only prunes and reads).
-# Returns {exceeded, used_requests, used_tokens, reset_requests_us, reset_tokens_us, retry_us}
+# instances with skewed clocks agree), record (1; 0 for a peek that only prunes and reads), then
+# any settlements of the key still to apply, as pairs of reservation id and actual tokens (the
+# backend sends them with the key's next admission, saving a round trip each). Returns {exceeded, used_requests, used_tokens, reset_requests_us, reset_tokens_us, retry_us}
 # with retry_us = -1 for "none".
 ADMIT = _COMMON + """
 local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -28,6 +38,8 @@ local now = server_now(tonumber(ARGV[6]))
 local record = ARGV[7] ~= '0'
 local shift = window - now  -- an entry admitted at t leaves the window t + shift from now
 local cutoff = int(now - window)
+
+for i = 8, #ARGV, 2 do correct(ARGV[i], tonumber(ARGV[i + 1]), now, window) end
 
 -- Reads the ids (and scores) of entries [start, start + size - 1] in one direction, with their tokens.
 local function page(cmd, start, size)
@@ -129,12 +141,6 @@ return {exceeded, count, used, reset_requests, reset_tokens, retry}
 
 # ARGV: reservation id, actual tokens, window_us, now_us (-1: server TIME). Returns 1 if corrected.
 SETTLE = _COMMON + """
-local id, actual, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = server_now(tonumber(ARGV[4]))
-local at = redis.call('ZSCORE', req_key, id)
-if not at or tonumber(at) <= now - window then return 0 end  -- already out of the window
-local old = tonumber(redis.call('HGET', tok_key, id)) or 0
-redis.call('HSET', tok_key, id, int(actual))
-redis.call('HINCRBY', tok_key, SUM, int(actual - old))
-return 1
+local window = tonumber(ARGV[3])
+return correct(ARGV[1], tonumber(ARGV[2]), server_now(tonumber(ARGV[4])), window)
 """

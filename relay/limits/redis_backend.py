@@ -7,6 +7,9 @@ Key layout per account (the braces are a cluster hash tag: both keys live in one
 
 Each admission is one EVALSHA of a script that prunes, checks RPM and TPM together, records the
 entry and sets PEXPIRE (one window + 1 s) on both keys, so an idle account's keys disappear.
+A settlement (the actual tokens replacing the pre-counted ones) waits for the key's next
+admission and goes in the same call, so a request costs one round trip, not two; a key with no
+admission within `SETTLE_WITHIN` seconds has its settlements sent on their own.
 
 When Redis is unreachable the call is served by a per-instance `MemoryLimiter` (fail open to
 local limits, never to no limits), an ERROR is logged on `relay.limits` at most once per
@@ -15,6 +18,7 @@ local limits, never to no limits), an ERROR is logged on `relay.limits` at most 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -43,6 +47,9 @@ LOG_EVERY = 30.0
 LOCAL = "local:"  # prefix of reservations made by the fallback, so settle() finds them again
 MAX_REMEMBERED = 100_000  # keys whose last decision is kept for ample(); then forgotten at once
 _ERRORS = (RedisError, OSError)
+# How long a settlement may wait for its key's next admission. Meanwhile the window counts the
+# request's pre-counted tokens (usually more than it used), here and on every instance.
+SETTLE_WITHIN = 0.05
 
 
 class RedisLimiter:
@@ -81,6 +88,9 @@ class RedisLimiter:
         self._local = MemoryLimiter(window=window, clock=clock, reservation_prefix=LOCAL)
         self._down = False
         self._last: dict[str, Decision] = {}  # key → its last decision from Redis here (ample)
+        self._unsent: dict[str, list[str]] = {}  # key → settlements for its next admission: id, tokens, …
+        self._send_unsent: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task] = set()
         self._retry_at = 0.0
         self._logged_at: float | None = None
         self._error = ""
@@ -113,10 +123,11 @@ class RedisLimiter:
         if self._down and time.monotonic() < self._retry_at:
             return self._local.admit_now(key, limits, tokens, record)
         reservation = uuid.uuid4().hex if record else ""
-        args = [limits.rpm, limits.tpm, tokens, self._window, reservation, self._now_arg(), int(record)]
+        args = [limits.rpm, limits.tpm, tokens, self._window, reservation, self._now_arg(), int(record),
+                *self._unsent.pop(key, ())]
         try:
             reply = await self._admit(keys=self.keys(key), args=args)
-        except _ERRORS as exc:
+        except _ERRORS as exc:  # settlements sent with it are lost: their entries leave with the window
             self._failed(exc)
             return self._local.admit_now(key, limits, tokens, record)
         self._recovered()
@@ -139,10 +150,28 @@ class RedisLimiter:
             return await self._local.settle(key, reservation, actual_tokens)
         if self._down and time.monotonic() < self._retry_at:
             return  # the entry keeps its pre-counted tokens and expires with the window
-        args = [reservation, max(0, int(actual_tokens)), self._window, self._now_arg()]
+        self._unsent.setdefault(key, []).extend((reservation, str(max(0, int(actual_tokens)))))
+        if self._send_unsent is None:
+            self._send_unsent = asyncio.get_running_loop().call_later(SETTLE_WITHIN, self._send_soon)
+
+    def _send_soon(self) -> None:
+        self._send_unsent = None
+        if self._unsent:
+            task = asyncio.get_running_loop().create_task(self._send(self._take_unsent()))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    def _take_unsent(self) -> dict[str, list[str]]:
+        unsent, self._unsent = self._unsent, {}
+        return unsent
+
+    async def _send(self, unsent: dict[str, list[str]]) -> None:
+        """Settlements whose key had no admission in time, each on its own (SETTLE)."""
         try:
-            await self._settle(keys=self.keys(key), args=args)
-        except _ERRORS as exc:
+            for key, pairs in unsent.items():
+                for reservation, tokens in zip(pairs[::2], pairs[1::2]):
+                    await self._settle(keys=self.keys(key), args=[reservation, tokens, self._window, self._now_arg()])
+        except _ERRORS as exc:  # the rest keep their pre-counted tokens and leave with the window
             self._failed(exc)
         else:
             self._recovered()
@@ -158,6 +187,14 @@ class RedisLimiter:
         return LimiterHealth("redis", ok=True, degraded=False, detail=f"redis {self._where}")
 
     async def close(self) -> None:
+        """Sends the settlements still waiting, then closes the connections."""
+        if self._send_unsent is not None:
+            self._send_unsent.cancel()
+            self._send_unsent = None
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._unsent and not self._down:
+            await self._send(self._take_unsent())
         await self._client.aclose()
 
     def _failed(self, exc: BaseException) -> None:
