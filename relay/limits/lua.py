@@ -29,7 +29,8 @@ end
 # ARGV: rpm, tpm, tokens, window_us, reservation id, now_us (-1: server TIME, so that
 # instances with skewed clocks agree), record (1; 0 for a peek that only prunes and reads), then
 # any settlements of the key still to apply, as pairs of reservation id and actual tokens (the
-# backend sends them with the key's next admission, saving a round trip each). Returns {exceeded, used_requests, used_tokens, reset_requests_us, reset_tokens_us, retry_us}
+# backend sends them with the key's next admission, saving a round trip each).
+# Returns {exceeded, used_requests, used_tokens, reset_requests_us, reset_tokens_us, retry_us}
 # with retry_us = -1 for "none".
 ADMIT = _COMMON + """
 local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
