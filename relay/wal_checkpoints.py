@@ -61,9 +61,12 @@ class WalCheckpoints:
         that no commit of this writer overlaps."""
         if self._chasing > self.max_chase:
             with contextlib.suppress(Exception):  # a failure is logged by _finished
-                if self._running is not None:
+                if self._running is not None and not self._running.done():
+                    # It began after the last batch began, so no commit of ours overlaps it: once
+                    # done (_finished runs first), chasing is over and no second one is needed.
                     await asyncio.shield(self._running)
-                await asyncio.shield(self._start())
+                if self._chasing > self.max_chase:
+                    await asyncio.shield(self._start())
             self.waited += 1
         self._batches += 1
 
