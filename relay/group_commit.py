@@ -56,7 +56,7 @@ class LedgerWriter:
         self._thread: Optional[ThreadPoolExecutor] = None
         self._on_loop = AsyncSettlements.for_engine(engine)
         self._inline = inline_engine(engine)
-        self.checkpoints = WalCheckpoints(self.engine) if self._owns_engine and self._inline is not None else None
+        self.checkpoints = WalCheckpoints(self.engine) if _sqlite_in_a_file(engine) else None
         self.batches = 0  # committed batches, and operations in them (for tests and the bench)
         self.operations = 0
         self.loop_batches = 0  # of them, committed on the event loop: PostgreSQL (relay.ledger_async)
@@ -221,12 +221,9 @@ def writer_engine(engine: Engine) -> Engine:
     An in-memory SQLite database: the shared engine, its only connection."""
     if engine.dialect.name == "postgresql":
         return create_engine(engine.url, pool_size=2, max_overflow=0, pool_pre_ping=False, hide_parameters=True)
-    if engine.url.database in (None, "", ":memory:"):
+    if not _sqlite_in_a_file(engine):
         return engine
-    writer = create_engine(engine.url, connect_args={"check_same_thread": False}, pool_size=2, max_overflow=2,
-                           pool_pre_ping=False, hide_parameters=True)
-    serialize_sqlite_writes(writer, autocheckpoint=False)
-    return writer
+    return _sqlite_writer(engine, pool_size=2, max_overflow=2, busy_timeout_ms=30_000)
 
 
 def inline_engine(engine: Engine) -> Optional[Engine]:
@@ -234,12 +231,22 @@ def inline_engine(engine: Engine) -> Optional[Engine]:
     timeout, so that a write lock held elsewhere fails its BEGIN IMMEDIATE at once instead of
     stalling the loop (up to 30 s). None otherwise (PostgreSQL has relay.ledger_async; an
     in-memory database is one connection's own)."""
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+    if not _sqlite_in_a_file(engine):
         return None
-    inline = create_engine(engine.url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0,
-                           pool_pre_ping=False, hide_parameters=True)
-    serialize_sqlite_writes(inline, busy_timeout_ms=0, autocheckpoint=False)
-    return inline
+    return _sqlite_writer(engine, pool_size=1, max_overflow=0, busy_timeout_ms=0)
+
+
+def _sqlite_in_a_file(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+
+
+def _sqlite_writer(engine: Engine, pool_size: int, max_overflow: int, busy_timeout_ms: int) -> Engine:
+    """Connections of the writer's own to `engine`'s file: no pre-ping, no checkpoint in a commit
+    (relay.wal_checkpoints runs them)."""
+    writer = create_engine(engine.url, connect_args={"check_same_thread": False}, pool_size=pool_size,
+                           max_overflow=max_overflow, pool_pre_ping=False, hide_parameters=True)
+    serialize_sqlite_writes(writer, busy_timeout_ms=busy_timeout_ms, autocheckpoint=False)
+    return writer
 
 
 def _retrieved(future: asyncio.Future) -> None:
