@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import PoolProxiedConnection
 
-from relay import in_flight, ledger_batch
+from relay import in_flight, ledger_batch, ledger_sql
 from relay.db.engine import serialize_sqlite_writes
 from relay.ledger_async import AsyncSettlements
 from relay.ledger_batch import HoldOp, Op
@@ -56,6 +58,8 @@ class LedgerWriter:
         self._thread: Optional[ThreadPoolExecutor] = None
         self._on_loop = AsyncSettlements.for_engine(engine)
         self._inline = inline_engine(engine)
+        self._inline_sql = ledger_sql.for_dialect(engine.dialect)
+        self._kept: Optional[PoolProxiedConnection] = None
         self.checkpoints = WalCheckpoints(self.engine) if _sqlite_in_a_file(engine) else None
         self.batches = 0  # committed batches, and operations in them (for tests and the bench)
         self.operations = 0
@@ -156,12 +160,24 @@ class LedgerWriter:
         nothing was written and the batch goes to the thread, which waits and retries as ever."""
         assert self._inline is not None
         try:
-            results, later = ledger_batch.commit_batch(self._inline, ops, self.hold_ttl_s)
+            if ledger_batch.driver_only(ops):
+                results, later = ledger_batch.commit_on_sqlite(self._sqlite_connection(), self._inline_sql, ops,
+                                                               self.hold_ttl_s)
+            else:
+                results, later = ledger_batch.commit_batch(self._inline, ops, self.hold_ttl_s)
         except Exception:  # noqa: BLE001 - the thread's attempt reports what persists
             log.debug("inline batch of %d ledger operations not committed; on the thread", len(ops), exc_info=True)
             return await self._on_thread(ops)
         self.inline_batches += 1
         return await self._finish_on_loop(results, later)
+
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        """The inline engine's connection kept for ledger_batch.commit_on_sqlite (its other one
+        serves commit_batch)."""
+        assert self._inline is not None
+        if self._kept is None:
+            self._kept = self._inline.raw_connection()
+        return self._kept.driver_connection
 
     async def _finish_on_loop(self, results: list[Optional[Exception]],
                               later: list[tuple[int, Op]]) -> list[Optional[Exception]]:
@@ -205,6 +221,9 @@ class LedgerWriter:
             await self._on_loop.close()
         if self.checkpoints is not None:
             await self.checkpoints.close()
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
         if self._inline is not None:
             self._inline.dispose()
         if self._owns_engine:
@@ -227,13 +246,13 @@ def writer_engine(engine: Engine) -> Engine:
 
 
 def inline_engine(engine: Engine) -> Optional[Engine]:
-    """SQLite in a file: a one-connection engine for the loop's small batches, with no busy
-    timeout, so that a write lock held elsewhere fails its BEGIN IMMEDIATE at once instead of
+    """SQLite in a file: a two-connection engine for the loop's small batches (one of them kept
+    for the batches of settlements alone, LedgerWriter._sqlite_connection), with no busy timeout, so that a write lock held elsewhere fails its BEGIN IMMEDIATE at once instead of
     stalling the loop (up to 30 s). None otherwise (PostgreSQL has relay.ledger_async; an
     in-memory database is one connection's own)."""
     if not _sqlite_in_a_file(engine):
         return None
-    return _sqlite_writer(engine, pool_size=1, max_overflow=0, busy_timeout_ms=0)
+    return _sqlite_writer(engine, pool_size=2, max_overflow=0, busy_timeout_ms=0)
 
 
 def _sqlite_in_a_file(engine: Engine) -> bool:

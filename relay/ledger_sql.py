@@ -7,19 +7,26 @@ execute calls were ~15 µs per statement; the rest was SQLAlchemy's execution ma
 Here each statement is a prepared string executed on the transaction's own DBAPI cursor, with
 values already in the form the column types would give them. The transaction itself
 (BEGIN IMMEDIATE on SQLite, commit, rollback) is still SQLAlchemy's, so the rare paths of a batch
-(expiring stale holds, explaining a refusal) keep using relay.ledger on the same connection.
+(expiring stale holds, explaining a refusal) keep using relay.ledger on the same connection;
+except on SQLite's event loop, where a batch of settlements alone runs on a sqlite3 connection in
+a transaction of its own (relay.ledger_batch.commit_on_sqlite).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional, Sequence
+from typing import Any, Callable, ContextManager, Optional, Sequence, Union
 
 import orjson
 from sqlalchemy import Connection, Dialect, Table
 
 from relay import ledger
+
+# Where the statements run: a SQLAlchemy connection in its transaction, or a sqlite3 connection in
+# one it began itself (relay.ledger_batch.commit_on_sqlite).
+Writer = Union[Connection, sqlite3.Connection]
 
 _ENTRY_COLUMNS = ("account_id", "kind", "amount_nanos", "request_id", "idempotency_key", "note", "created_at")
 _HOLD_COLUMNS = ("id", "account_id", "amount_nanos", "status", "expires_at", "created_at", "exposure_nanos",
@@ -51,7 +58,7 @@ class DriverSql:
 
     # --- statements ---------------------------------------------------------------------------
 
-    def close_holds(self, connection: Connection, ids: Sequence[str], status: str) -> list[tuple[str, int, int, int]]:
+    def close_holds(self, connection: Writer, ids: Sequence[str], status: str) -> list[tuple[str, int, int, int]]:
         """Close the open holds among `ids`: (id, account_id, amount_nanos, exposure_nanos) of each one closed."""
         return self._fetch(connection, *self.close_holds_statement(ids, status))
 
@@ -76,7 +83,7 @@ class DriverSql:
             return contextlib.nullcontext()
         return connection.connection.driver_connection.pipeline()
 
-    def draw_from_hold(self, connection: Connection, hold_id: str, amount_nanos: int) -> bool:
+    def draw_from_hold(self, connection: Writer, hold_id: str, amount_nanos: int) -> bool:
         """Lower an open hold (a lease) by what was charged against it; False if it is not open."""
         return bool(self._fetch(connection, *self.draw_statement(hold_id, amount_nanos)))
 
@@ -85,10 +92,10 @@ class DriverSql:
         return (f"UPDATE hold SET amount_nanos = amount_nanos - {self.p} WHERE id = {self.p} AND status = 'open' "
                 "RETURNING id", (amount_nanos, hold_id))
 
-    def move(self, connection: Connection, account_id: int, balance: int, held: int, exposure: int = 0) -> None:
+    def move(self, connection: Writer, account_id: int, balance: int, held: int, exposure: int = 0) -> None:
         _cursor(connection).execute(self.move_sql, (balance, held, exposure, account_id))
 
-    def reserve(self, connection: Connection, account_id: int, amount_nanos: int,
+    def reserve(self, connection: Writer, account_id: int, amount_nanos: int,
                 exposure_nanos: int = 0) -> Optional[int]:
         """The conditional reservation: balance − held ≥ amount, and the worst case of everything
         open stays within the overdraft (relay.hold_policy): the available balance after it, or
@@ -97,16 +104,16 @@ class DriverSql:
                                                           amount_nanos + exposure_nanos))
         return rows[0][0] if rows else None
 
-    def insert_holds(self, connection: Connection, holds: list[dict[str, Any]]) -> None:
+    def insert_holds(self, connection: Writer, holds: list[dict[str, Any]]) -> None:
         stamp = self.stamp
         _cursor(connection).executemany(self.insert_holds_sql, [
             (h["id"], h["account_id"], h["amount_nanos"], h["status"], stamp(h["expires_at"]), stamp(h["created_at"]),
              h.get("exposure_nanos", 0), h.get("api_key_id")) for h in holds])
 
-    def insert_entries(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
+    def insert_entries(self, connection: Writer, entries: list[dict[str, Any]]) -> None:
         _cursor(connection).executemany(self.insert_entries_sql, self.entry_rows(entries))
 
-    def insert_records(self, connection: Connection, records: list[dict[str, Any]]) -> None:
+    def insert_records(self, connection: Writer, records: list[dict[str, Any]]) -> None:
         _cursor(connection).executemany(self.insert_records_sql, self.record_rows(records))
 
     def entry_rows(self, entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -124,15 +131,15 @@ class DriverSql:
             rows.append(row)
         return rows
 
-    def _fetch(self, connection: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _fetch(self, connection: Writer, sql: str, params: Sequence[Any]) -> list[Any]:
         cursor = _cursor(connection)
         cursor.execute(sql, params)
         return cursor.fetchall()
 
 
-def _cursor(connection: Connection) -> Any:
-    """A DBAPI cursor inside the SQLAlchemy connection's current transaction."""
-    return connection.connection.cursor()
+def _cursor(connection: Writer) -> Any:
+    """A DBAPI cursor inside the connection's current transaction."""
+    return connection.connection.cursor() if isinstance(connection, Connection) else connection.cursor()
 
 
 _built: dict[str, DriverSql] = {}

@@ -437,6 +437,44 @@ def test_small_batches_commit_on_the_loop_on_sqlite(sqlite_file: tuple[Path, Eng
     assert records(engine, account) == 2 + len(crowd) and ledger.check_invariant(engine, account) == []
 
 
+def test_settlements_alone_commit_on_a_kept_sqlite3_connection(sqlite_file: tuple[Path, Engine]) -> None:
+    """SQLite: a lone batch of settlements commits on the sqlite3 connection the writer keeps, in a
+    transaction of its own with no SQLAlchemy around it (ledger_batch.commit_on_sqlite); holds go
+    through SQLAlchemy on the inline engine's other connection. A batch whose usage record id is
+    taken is rolled back whole and retried op by op on the thread, where it fails alone, and the
+    kept connection, out of the failed transaction, commits the next batch."""
+    _, engine = sqlite_file
+    account = make_account(engine, 1000)
+    first, faulty, last = rid(), rid(), rid()
+
+    async def run() -> tuple[LedgerWriter, list[int]]:
+        writer = LedgerWriter(engine, TTL)
+        for request_id in (first, faulty, last):
+            await writer.submit(HoldOp(account, request_id, 100))
+        assert writer._kept is None  # holds never take it
+        await writer.submit(SettleOp(account, first, 10, True, record(account, first, 10)))
+        assert writer._kept is not None
+        kept = writer._kept.driver_connection
+        changes = [kept.total_changes]
+        with pytest.raises(sqlite3.IntegrityError):  # the driver's own: the statements bypass SQLAlchemy
+            await writer.submit(SettleOp(account, faulty, 20, True, record(account, first, 20)))  # first's record id
+        changes.append(kept.total_changes)
+        assert not kept.in_transaction
+        await writer.submit(SettleOp(account, last, 40, True, record(account, last, 40)))
+        changes.append(kept.total_changes)
+        await writer.close()
+        return writer, changes
+
+    writer, changes = asyncio.run(run())
+    assert (writer.inline_batches, writer.batches) == (5, 6)
+    # The last batch wrote its hold row, account, release and charge entries and record (and what the
+    # database's triggers keep) on the kept connection.
+    assert changes[0] > 0 and changes[2] - changes[1] >= 5
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - 50, 100, 850)
+    assert sorted(c.amount_nanos for c in charges(engine, account)) == [-40, -10]
+    assert records(engine, account) == 2 and ledger.check_invariant(engine, account) == []
+
+
 def test_a_write_lock_held_elsewhere_never_stalls_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
     """SQLite: while another connection holds the write lock (the CLI, another process), a lone
     settlement does not wait for it on the loop (it would stall every request, up to the 30 s busy
@@ -503,6 +541,7 @@ def test_the_wal_is_checkpointed_off_the_loop_on_sqlite(sqlite_file: tuple[Path,
             request_id = rid()
             await writer.submit(SettleOp(account, request_id, 1, False, record(account, request_id, 1)))
             await asyncio.sleep(pause_s)
+        assert writer._sqlite_connection().execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # their connection
         await writer.close()
         return writer
 
