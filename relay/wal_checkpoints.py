@@ -14,8 +14,12 @@ a checkpoint (`before_batch`), which then copies everything, so the WAL never gr
 `every` batches. A settlement writes ~15 pages.
 
 Another process's writer (`relay serve --workers 2`, the CLI) is not seen here: its commits may
-overlap every checkpoint of this one. Past `restart_frames` a RESTART checkpoint then waits for
-the write lock (SQLite's busy handler) and holds it while it copies the rest, for whoever writes.
+overlap every checkpoint of this one. Past `restart_frames` a TRUNCATE checkpoint then waits for
+the write lock (SQLite's busy handler) and holds it while it copies the rest, for whoever writes,
+and empties the WAL's file. (A RESTART, which leaves the file at its longest, let the file end at
+1.8–5.0 MB in the two-writer test of 240 settlements, and once at 13 MB: a writer that begins
+while another's checkpoint reads the WAL appends to it instead of starting afresh. TRUNCATE:
+0.2–1.6 MB.)
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class WalCheckpoints:
         self.every = every
         self.max_chase = max_chase
         self.restart_frames = restart_frames
-        self.done = 0  # completed checkpoints, the batches that waited for one, the RESTART ones (for tests)
+        self.done = 0  # completed checkpoints, the batches that waited for one, the TRUNCATE ones (for tests)
         self.waited = 0
         self.restarts = 0
         self._since = 0  # batches committed since the last checkpoint began
@@ -94,8 +98,8 @@ class WalCheckpoints:
             cursor = connection.cursor()
             _, wal_frames, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if wal_frames >= self.restart_frames:
-                cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                self.restarts += 1
+                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                self.restarts += not busy
         finally:
             connection.close()
 

@@ -559,7 +559,7 @@ def test_the_wal_is_checkpointed_off_the_loop_on_sqlite(sqlite_file: tuple[Path,
 def test_the_wal_starts_afresh_beside_another_writer_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
     """SQLite, two writers on one database (two processes): each one's checkpoints may be
     overlapped by the other's commits, which neither sees, so the WAL may not start afresh; past
-    `restart_frames` a RESTART checkpoint takes the write lock from both and does it, with no
+    `restart_frames` a TRUNCATE checkpoint takes the write lock from both and does it, with no
     deadlock against the loop's commits. The WAL stays bounded and the books whole."""
     path, engine = sqlite_file
     account = make_account(engine, 10_000)
