@@ -7,9 +7,11 @@ hand-offs between the loop and the thread (and the GIL) around a 1.3 ms transact
 under load; on the loop there is no hand-off, and the transaction's two round trips (BEGIN and the
 hold rows' RETURNING, then the rest with COMMIT, in psycopg's pipeline mode) leave the loop free
 for other requests meanwhile. A batch of charges drawn from balance leases alone (at low
-concurrency, nearly every batch) takes one round trip: each write is made only while its lease is
-still open, so nothing needs reading before COMMIT (_settle_on_leases; a lone one 751–778 → 718–733
-µs, medians of 1,400 in a bare loop, most of the rest being the commit's fsync). The books are
+concurrency, nearly every batch) is one statement, prepared once, whose rows travel as JSON: each
+write is made only while its lease is still open, so nothing needs reading first
+(_settle_on_leases). A lone one took 395–465 µs of CPU and 650–790 µs in all as six pipelined
+statements, 145–175 µs of CPU and 525–570 µs so (medians of 1,500 in a bare loop; most of the rest
+is the commit's fsync). The books are
 relay.ledger_batch's own (closings, book_closings, account_moves); only the statements' execution
 differs. Holds, moves and keys' budgets, and every settlement that relay.ledger must decide one by
 one, still go to the thread (relay.group_commit).
@@ -51,7 +53,7 @@ class AsyncSettlements:
         leases = leases_by_account(ops)
         try:
             if leases is not None:
-                return [None] * len(ops), await self._settle_on_leases(connection, ops, leases, batch)
+                return [None] * len(ops), await self._settle_on_leases(connection, ops, batch)
             # BEGIN and COMMIT as pipelined statements: psycopg's transaction() block waits on a
             # sync at each end (a lone settlement took 0.83 ms that way, 0.54 ms this way, bare loop).
             async with connection.pipeline():
@@ -75,42 +77,31 @@ class AsyncSettlements:
             raise
         return [None] * len(ops), batch.later
 
-    async def _settle_on_leases(self, connection: psycopg.AsyncConnection, ops: list[Op], leases: dict[int, str],
+    async def _settle_on_leases(self, connection: psycopg.AsyncConnection, ops: list[Op],
                                 batch: Batch) -> list[tuple[int, Op]]:
         """Charges drawn from leases, one lease per account: the books as if every lease were
-        still open, and each account's writes guarded by its lease's row being open, all sent
-        with BEGIN and COMMIT and read once after. A lease that was gone (it expired) took no
-        draw and wrote nothing: its ops go to relay.ledger, as in the general path."""
+        still open, written by one statement that draws each lease only while its hold row is open
+        and writes an account's books only if its lease was drawn (ledger_sql's
+        settle_on_leases_sql). A lease that was gone (it expired) took no draw and wrote nothing:
+        its ops go to relay.ledger, as in the general path."""
         sql = self._sql
+        assert sql.settle_on_leases_sql is not None
         draws = lease_draws(ops)
         book_closings(ops, [], {lease for lease, _ in draws}, batch)
-        async with connection.pipeline():
-            await connection.execute("BEGIN")
-            drawing = [(lease, await _execute(connection, *sql.draw_statement(lease, amount)))
-                       for lease, amount in draws]
-            await self._write_books(connection, batch, leases)
-            await connection.execute("COMMIT")
-            drawn = {lease for lease, cursor in drawing if await cursor.fetchall()}
+        params = ledger_sql.lease_settlement_params(draws, account_moves(batch), batch.entries, batch.records)
+        cursor = await connection.execute(sql.settle_on_leases_sql, params)
+        drawn = {lease for lease, in await cursor.fetchall()}
         return [(index, op) for index, op in enumerate(ops) if isinstance(op, SettleOp) and op.lease not in drawn]
 
-    async def _write_books(self, connection: psycopg.AsyncConnection, batch: Batch,
-                           leases: Optional[dict[int, str]] = None) -> None:
-        """The batch's account moves, entries and records. With `leases` (account → its lease),
-        each is written only while its account's lease is still open (_settle_on_leases)."""
+    async def _write_books(self, connection: psycopg.AsyncConnection, batch: Batch) -> None:
+        """The batch's account moves, entries and records."""
         sql, cursor = self._sql, connection.cursor()
-        if leases is None:
-            move, entries, records = sql.move_sql, sql.insert_entries_sql, sql.insert_records_sql
-        else:
-            move, entries, records = (sql.move_if_open_sql, sql.insert_entries_if_open_sql,
-                                      sql.insert_records_if_open_sql)
-        guard = {account_id: (lease,) for account_id, lease in (leases or {}).items()}  # the last parameter
         for account_id, change in account_moves(batch).items():
-            await cursor.execute(move, (*change, account_id, *guard.get(account_id, ())))
+            await cursor.execute(sql.move_sql, (*change, account_id))
         if batch.entries:
-            await cursor.executemany(entries, [(*row, *guard.get(row[0], ())) for row in sql.entry_rows(batch.entries)])
+            await cursor.executemany(sql.insert_entries_sql, sql.entry_rows(batch.entries))
         if batch.records:
-            await cursor.executemany(records, [(*row, *guard.get(record["account_id"], ()))
-                                               for row, record in zip(sql.record_rows(batch.records), batch.records)])
+            await cursor.executemany(sql.insert_records_sql, sql.record_rows(batch.records))
 
     async def _connect(self) -> psycopg.AsyncConnection:
         if self._connection is None:

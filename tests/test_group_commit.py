@@ -597,9 +597,9 @@ def test_charges_on_leases_commit_in_one_round_trip(engine: Engine, new_account:
     one_trip: list[int] = []
     settle_on_leases = AsyncSettlements._settle_on_leases
 
-    async def counted(self, connection, ops, leases, batch):  # type: ignore[no-untyped-def]
+    async def counted(self, connection, ops, batch):  # type: ignore[no-untyped-def]
         one_trip.append(len(ops))
-        return await settle_on_leases(self, connection, ops, leases, batch)
+        return await settle_on_leases(self, connection, ops, batch)
 
     monkeypatch.setattr(AsyncSettlements, "_settle_on_leases", counted)
     assert commit(engine, [HoldOp(live, live_lease, 1_000)], TTL) == [None]
@@ -628,3 +628,47 @@ def test_charges_on_leases_commit_in_one_round_trip(engine: Engine, new_account:
         assert sorted(c.request_id for c in charges(engine, account)) == sorted(ids)  # once each
         assert records(engine, account) == len(ids)
         assert ledger.check_invariant(engine, account) == []
+
+
+def test_charges_on_leases_keep_exact_amounts_and_records_as_written(engine: Engine, new_account: Callable[..., int],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-statement path (on PostgreSQL its rows travel as JSON) loses nothing: an amount past
+    2^53, which a float would round, is charged to the nanodollar, and a record's usage, times and
+    text come back as they were written, its keys in their order."""
+    big = 2**53 + 1
+    account = new_account(4 * big)
+    lease, request_id = "lease_" + uuid.uuid4().hex, rid()
+    assert commit(engine, [HoldOp(account, lease, 3 * big)], TTL) == [None]
+    written = record(account, request_id, big) | {
+        "usage": {"output_tokens": 7, "input_tokens": 3, "cache_read_input_tokens": 2, "note": "naïve \"quoted\""},
+        "model": "m'; DROP TABLE usagerecord; --", "error": None, "latency_ms": 12, "ttft_ms": 4}
+    one_trip: list[int] = []
+    settle_on_leases = AsyncSettlements._settle_on_leases
+
+    async def counted(self, connection, ops, batch):  # type: ignore[no-untyped-def]
+        one_trip.append(len(ops))
+        return await settle_on_leases(self, connection, ops, batch)
+
+    monkeypatch.setattr(AsyncSettlements, "_settle_on_leases", counted)
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        await writer.submit(SettleOp(account, request_id, big, False, written, lease=lease, draw_nanos=big))
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(run())
+    on_postgresql = engine.dialect.name == "postgresql"
+    # Committed by that statement, not by the op-by-op retry of a failed one.
+    assert (one_trip, writer.loop_batches) == (([1], 1) if on_postgresql else ([], 0))
+    assert [c.amount_nanos for c in charges(engine, account)] == [-big]
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(3 * big, 0, 3 * big)
+    with Session(engine) as session:
+        stored = session.get(UsageRecord, request_id)
+        assert session.get(Hold, lease).amount_nanos == 2 * big
+    assert stored is not None and list(stored.usage.items()) == list(written["usage"].items())
+    assert (stored.model, stored.cost_nanos, stored.list_cost_nanos, stored.ttft_ms) == (
+        written["model"], big, big // 2, 4)
+    assert stored.created_at == written["created_at"]
+    assert ledger.check_invariant(engine, account) == []
+
