@@ -327,10 +327,11 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
     charge = charge or price(model, usage, caller, source)
     if caller.hold_policy == ADAPTIVE and outcome.status == "ok":  # what the next estimates learn from
         state.output_stats.observe(caller.account_id, model.name, usage.output_tokens)
-    if ex.reservation:  # the TPM window's correction: off the answer's path
-        state.spawn(state.limiter.settle(str(caller.account_id), ex.reservation, usage.total_tokens))
+    # The TPM window's correction: no limiter waits on I/O to take it (Limiter.settle), so no task.
+    if ex.reservation:
+        await state.limiter.settle(str(caller.account_id), ex.reservation, usage.total_tokens)
     if ex.key_reservation:
-        state.spawn(state.limiter.settle(key_controls.bucket(caller.key_id), ex.key_reservation, usage.total_tokens))
+        await state.limiter.settle(key_controls.bucket(caller.key_id), ex.key_reservation, usage.total_tokens)
     record = _record(ex, call, model, source, usage, charge, outcome)
     if tracing.ENABLED:
         ex.mark("settle_start")

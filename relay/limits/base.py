@@ -79,7 +79,11 @@ class Limiter(Protocol):
         limiter whose admission costs no round trip."""
         ...
 
-    async def settle(self, key: str, reservation: str, actual_tokens: int) -> None: ...
+    async def settle(self, key: str, reservation: str, actual_tokens: int) -> None:
+        """Replace a reservation's pre-counted tokens by the actual ones. Returns without waiting
+        on I/O (the Redis backend sends it later, relay.limits.redis_backend): the pipeline awaits
+        it on the answer's path."""
+        ...
 
     async def peek(self, key: str, limits: Limits) -> Decision:
         """Where the key stands now, recording nothing: the headers of answers that are not
