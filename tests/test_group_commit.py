@@ -586,22 +586,29 @@ def test_the_wal_starts_afresh_beside_another_writer_on_sqlite(sqlite_file: tupl
     assert records(engine, account) == 2 * rounds and ledger.check_invariant(engine, account) == []
 
 
+@pytest.fixture
+def one_trip() -> Iterator[list[int]]:
+    """The sizes of the batches that ledger_async wrote as one statement (_settle_on_leases)."""
+    sizes: list[int] = []
+    settle_on_leases = AsyncSettlements._settle_on_leases
+
+    async def counted(self, connection, ops, batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(ops))
+        return await settle_on_leases(self, connection, ops, batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AsyncSettlements, "_settle_on_leases", counted)
+        yield sizes
+
+
 def test_charges_on_leases_commit_in_one_round_trip(engine: Engine, new_account: Callable[..., int],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    one_trip: list[int]) -> None:
     """A batch of charges drawn from leases (one per account) writes without reading first on
     PostgreSQL, each write guarded by its lease being open (ledger_async._settle_on_leases); a
     lease that expired under its charges takes no draw and writes nothing there, and its charges
     are charged once beyond any hold (relay.ledger). The books are those of the general path."""
     live, dead = new_account(10_000), new_account(10_000)
     live_lease, dead_lease = "lease_" + uuid.uuid4().hex, "lease_" + uuid.uuid4().hex
-    one_trip: list[int] = []
-    settle_on_leases = AsyncSettlements._settle_on_leases
-
-    async def counted(self, connection, ops, batch):  # type: ignore[no-untyped-def]
-        one_trip.append(len(ops))
-        return await settle_on_leases(self, connection, ops, batch)
-
-    monkeypatch.setattr(AsyncSettlements, "_settle_on_leases", counted)
     assert commit(engine, [HoldOp(live, live_lease, 1_000)], TTL) == [None]
     assert commit(engine, [HoldOp(dead, dead_lease, 1_000)], 0) == [None]  # expires at once
     assert ledger.expire_holds(engine, account_id=dead) == 1
@@ -631,7 +638,7 @@ def test_charges_on_leases_commit_in_one_round_trip(engine: Engine, new_account:
 
 
 def test_charges_on_leases_keep_exact_amounts_and_records_as_written(engine: Engine, new_account: Callable[..., int],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                     one_trip: list[int]) -> None:
     """The one-statement path (on PostgreSQL its rows travel as JSON) loses nothing: an amount past
     2^53, which a float would round, is charged to the nanodollar, and a record's usage, times and
     text come back as they were written, its keys in their order."""
@@ -642,14 +649,6 @@ def test_charges_on_leases_keep_exact_amounts_and_records_as_written(engine: Eng
     written = record(account, request_id, big) | {
         "usage": {"output_tokens": 7, "input_tokens": 3, "cache_read_input_tokens": 2, "note": "naïve \"quoted\""},
         "model": "m'; DROP TABLE usagerecord; --", "error": None, "latency_ms": 12, "ttft_ms": 4}
-    one_trip: list[int] = []
-    settle_on_leases = AsyncSettlements._settle_on_leases
-
-    async def counted(self, connection, ops, batch):  # type: ignore[no-untyped-def]
-        one_trip.append(len(ops))
-        return await settle_on_leases(self, connection, ops, batch)
-
-    monkeypatch.setattr(AsyncSettlements, "_settle_on_leases", counted)
 
     async def run() -> LedgerWriter:
         writer = LedgerWriter(engine, TTL)
