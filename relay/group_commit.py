@@ -247,9 +247,10 @@ def writer_engine(engine: Engine) -> Engine:
 
 def inline_engine(engine: Engine) -> Optional[Engine]:
     """SQLite in a file: a two-connection engine for the loop's small batches (one of them kept
-    for the batches of settlements alone, LedgerWriter._sqlite_connection), with no busy timeout, so that a write lock held elsewhere fails its BEGIN IMMEDIATE at once instead of
-    stalling the loop (up to 30 s). None otherwise (PostgreSQL has relay.ledger_async; an
-    in-memory database is one connection's own)."""
+    for the batches of settlements alone, LedgerWriter._sqlite_connection), with no busy timeout,
+    so that a write lock held elsewhere fails its BEGIN IMMEDIATE at once instead of stalling the
+    loop (up to 30 s). None otherwise (PostgreSQL has relay.ledger_async; an in-memory database
+    is one connection's own)."""
     if not _sqlite_in_a_file(engine):
         return None
     return _sqlite_writer(engine, pool_size=2, max_overflow=0, busy_timeout_ms=0)

@@ -9,12 +9,11 @@ hold rows' RETURNING, then the rest with COMMIT, in psycopg's pipeline mode) lea
 for other requests meanwhile. A batch of charges drawn from balance leases alone (at low
 concurrency, nearly every batch) is one statement, prepared once, whose rows travel as JSON: each
 write is made only while its lease is still open, so nothing needs reading first
-(_settle_on_leases). A lone one took 395–465 µs of CPU and 650–790 µs in all as six pipelined
-statements, 145–175 µs of CPU and 525–570 µs so (medians of 1,500 in a bare loop; most of the rest
-is the commit's fsync). The books are
-relay.ledger_batch's own (closings, book_closings, account_moves); only the statements' execution
-differs. Holds, moves and keys' budgets, and every settlement that relay.ledger must decide one by
-one, still go to the thread (relay.group_commit).
+(_settle_on_leases). A lone one took 380–465 µs of CPU and 625–790 µs in all as six pipelined
+statements, 140–180 µs of CPU and 550–570 µs so (medians of 1,500 in a bare loop; most of the rest
+is the commit's fsync). The books are relay.ledger_batch's own (closings, book_closings,
+account_moves); only the statements' execution differs. Holds, moves and keys' budgets, and every
+settlement that relay.ledger must decide one by one, still go to the thread (relay.group_commit).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from sqlmodel import Session
 from relay import key_budget, ledger, ledger_sql
 from relay.db.engine import session_scope
 from relay.db.models import UsageRecord, utcnow
-from relay.ledger_sql import DriverSql, Writer
+from relay.ledger_sql import DriverSql, InTransaction
 
 _accounts = ledger._accounts
 
@@ -144,7 +144,7 @@ def commit_on_sqlite(connection: sqlite3.Connection, sql: DriverSql, ops: list[O
     return written
 
 
-def _write(connection: Writer, sql: DriverSql, ops: list[Op], hold_ttl_s: float) -> tuple[
+def _write(connection: InTransaction, sql: DriverSql, ops: list[Op], hold_ttl_s: float) -> tuple[
         list[Optional[Exception]], list[tuple[int, Op]]]:
     """The batch's statements, in the transaction `connection` is in."""
     results: list[Optional[Exception]] = [None] * len(ops)
@@ -193,7 +193,7 @@ def commit_each(engine: Engine, ops: list[Op], hold_ttl_s: float) -> list[Option
     return results
 
 
-def _close_holds(connection: Writer, sql: DriverSql, ops: list[Op], batch: Batch) -> None:
+def _close_holds(connection: InTransaction, sql: DriverSql, ops: list[Op], batch: Batch) -> None:
     closed = [row for status, ids in closings(ops) for row in sql.close_holds(connection, ids, status)]
     # Hold rows before accounts (the ledger's lock order): the leases still open take their draws.
     drawn = {lease for lease, amount in lease_draws(ops) if sql.draw_from_hold(connection, lease, amount)}
@@ -267,7 +267,7 @@ def _key_move(batch: Batch, account_id: int, key_id: int, held: int, spent: int)
     move[1] += spent
 
 
-def _move_from_leases(connection: Writer, sql: DriverSql, ops: list[Op], batch: Batch,
+def _move_from_leases(connection: InTransaction, sql: DriverSql, ops: list[Op], batch: Batch,
                       results: list[Optional[Exception]]) -> None:
     """MoveOps: lower the lease's hold row, open the stream's own (hold rows before accounts)."""
     for index, op in enumerate(ops):
@@ -284,7 +284,7 @@ class LeaseGone(LookupError):
     """The lease's hold row is no longer open (it expired): nothing can move out of it."""
 
 
-def _apply_to_accounts(connection: Writer, sql: DriverSql, ops: list[Op], batch: Batch,
+def _apply_to_accounts(connection: InTransaction, sql: DriverSql, ops: list[Op], batch: Batch,
                        results: list[Optional[Exception]]) -> None:
     """Each account's net move, then its new holds' reservations. Keys' budgets and holds go
     through SQLAlchemy (relay.key_budget, relay.ledger): never in a driver_only batch, the only

@@ -26,7 +26,7 @@ from relay import ledger
 
 # Where the statements run: a SQLAlchemy connection in its transaction, or a sqlite3 connection in
 # one it began itself (relay.ledger_batch.commit_on_sqlite).
-Writer = Union[Connection, sqlite3.Connection]
+InTransaction = Union[Connection, sqlite3.Connection]
 
 _ENTRY_COLUMNS = ("account_id", "kind", "amount_nanos", "request_id", "idempotency_key", "note", "created_at")
 _HOLD_COLUMNS = ("id", "account_id", "amount_nanos", "status", "expires_at", "created_at", "exposure_nanos",
@@ -55,7 +55,8 @@ class DriverSql:
 
     # --- statements ---------------------------------------------------------------------------
 
-    def close_holds(self, connection: Writer, ids: Sequence[str], status: str) -> list[tuple[str, int, int, int]]:
+    def close_holds(self, connection: InTransaction, ids: Sequence[str],
+                    status: str) -> list[tuple[str, int, int, int]]:
         """Close the open holds among `ids`: (id, account_id, amount_nanos, exposure_nanos) of each one closed."""
         return self._fetch(connection, *self.close_holds_statement(ids, status))
 
@@ -80,7 +81,7 @@ class DriverSql:
             return contextlib.nullcontext()
         return connection.connection.driver_connection.pipeline()
 
-    def draw_from_hold(self, connection: Writer, hold_id: str, amount_nanos: int) -> bool:
+    def draw_from_hold(self, connection: InTransaction, hold_id: str, amount_nanos: int) -> bool:
         """Lower an open hold (a lease) by what was charged against it; False if it is not open."""
         return bool(self._fetch(connection, *self.draw_statement(hold_id, amount_nanos)))
 
@@ -89,10 +90,10 @@ class DriverSql:
         return (f"UPDATE hold SET amount_nanos = amount_nanos - {self.p} WHERE id = {self.p} AND status = 'open' "
                 "RETURNING id", (amount_nanos, hold_id))
 
-    def move(self, connection: Writer, account_id: int, balance: int, held: int, exposure: int = 0) -> None:
+    def move(self, connection: InTransaction, account_id: int, balance: int, held: int, exposure: int = 0) -> None:
         _cursor(connection).execute(self.move_sql, (balance, held, exposure, account_id))
 
-    def reserve(self, connection: Writer, account_id: int, amount_nanos: int,
+    def reserve(self, connection: InTransaction, account_id: int, amount_nanos: int,
                 exposure_nanos: int = 0) -> Optional[int]:
         """The conditional reservation: balance − held ≥ amount, and the worst case of everything
         open stays within the overdraft (relay.hold_policy): the available balance after it, or
@@ -101,16 +102,16 @@ class DriverSql:
                                                           amount_nanos + exposure_nanos))
         return rows[0][0] if rows else None
 
-    def insert_holds(self, connection: Writer, holds: list[dict[str, Any]]) -> None:
+    def insert_holds(self, connection: InTransaction, holds: list[dict[str, Any]]) -> None:
         stamp = self.stamp
         _cursor(connection).executemany(self.insert_holds_sql, [
             (h["id"], h["account_id"], h["amount_nanos"], h["status"], stamp(h["expires_at"]), stamp(h["created_at"]),
              h.get("exposure_nanos", 0), h.get("api_key_id")) for h in holds])
 
-    def insert_entries(self, connection: Writer, entries: list[dict[str, Any]]) -> None:
+    def insert_entries(self, connection: InTransaction, entries: list[dict[str, Any]]) -> None:
         _cursor(connection).executemany(self.insert_entries_sql, self.entry_rows(entries))
 
-    def insert_records(self, connection: Writer, records: list[dict[str, Any]]) -> None:
+    def insert_records(self, connection: InTransaction, records: list[dict[str, Any]]) -> None:
         _cursor(connection).executemany(self.insert_records_sql, self.record_rows(records))
 
     def entry_rows(self, entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -128,13 +129,13 @@ class DriverSql:
             rows.append(row)
         return rows
 
-    def _fetch(self, connection: Writer, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _fetch(self, connection: InTransaction, sql: str, params: Sequence[Any]) -> list[Any]:
         cursor = _cursor(connection)
         cursor.execute(sql, params)
         return cursor.fetchall()
 
 
-def _cursor(connection: Writer) -> Any:
+def _cursor(connection: InTransaction) -> Any:
     """A DBAPI cursor inside the connection's current transaction."""
     return connection.connection.cursor() if isinstance(connection, Connection) else connection.cursor()
 
