@@ -492,6 +492,50 @@ async def test_redis_is_used_again_when_it_comes_back(make, redis_url, caplog):
         await proxy.close()
 
 
+async def test_a_stale_pooled_connection_is_replaced_at_once(make, redis_url, caplog):
+    """Redis dropped the limiter's idle connections (a restart, its idle timeout): the next
+    admission goes through on a new connection, with no fallback and no error logged."""
+    proxy = FlakyProxy(redis_url)
+    port = await proxy.start()
+    try:
+        db = urlsplit(redis_url).path.lstrip("/") or "0"
+        limiter = make(f"redis://127.0.0.1:{port}/{db}", retry_interval=60)
+        limits = Limits(rpm=10, tpm=1_000)
+        await limiter.admit("acct", limits, 1)
+        proxy.cut()  # every open connection closed; new ones are let through again
+        proxy.up = True
+        decision = await limiter.admit("acct", limits, 1)
+        assert not decision.reservation.startswith("local:") and decision.used_requests == 1
+        assert not limit_errors(caplog)
+    finally:
+        await proxy.close()
+
+
+async def test_a_flushed_script_is_loaded_again(make, sync_redis, caplog):
+    """The server forgot the script (restarted, SCRIPT FLUSH): the admission loads it and is
+    answered by Redis, not by the local fallback."""
+    limiter = make()
+    await limiter.admit("acct", STARTER, 1)
+    sync_redis.script_flush()
+    decision = await limiter.admit("acct", STARTER, 1)
+    assert not decision.reservation.startswith("local:") and decision.used_requests == 1
+    assert sync_redis.script_exists(limiter._admit.sha) == [True] and not limit_errors(caplog)
+
+
+async def test_a_cancelled_call_leaves_no_reply_to_the_next(make, prefix):
+    """A call whose caller went away (the client left) may still get its reply: its connection
+    is closed, not pooled, so the next call reads its own reply."""
+    link = make()._link
+    waiting = asyncio.ensure_future(link.call("BLPOP", f"{prefix}nothing", 0.3))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await link.call("ECHO", "first") == b"first"  # on a reused connection: BLPOP's nil
+    await asyncio.sleep(0.35)
+    assert await link.call("ECHO", "second") == b"second"
+
+
 async def test_peek_reads_without_recording(limiter):
     await admit_many(limiter, 3, tokens=1_000)
     seen = await limiter.peek("acct", STARTER)

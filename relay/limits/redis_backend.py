@@ -24,9 +24,6 @@ import time
 import uuid
 from typing import Callable
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from relay.limits.base import (
@@ -40,6 +37,7 @@ from relay.limits.base import (
 )
 from relay.limits.lua import ADMIT, SETTLE
 from relay.limits.memory import MemoryLimiter
+from relay.limits.redis_link import Link, Script
 
 logger = logging.getLogger("relay.limits")
 
@@ -67,20 +65,12 @@ class RedisLimiter:
         retry_interval: float = 1.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        # Short timeouts and one immediate retry (for a pooled connection that went stale):
-        # redis-py's default of 10 backed-off retries would stall every request in an outage.
-        # A blocking pool makes a burst wait briefly for a connection instead of failing over.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=pool_timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-        )
-        self._client = Redis.from_pool(pool)
-        self._admit = self._client.register_script(ADMIT)
-        self._settle = self._client.register_script(SETTLE)
+        # Short timeouts and one immediate retry (for a pooled connection that went stale): a
+        # stall would hold up every request in an outage. A burst waits briefly for a connection
+        # instead of failing over. (relay.limits.redis_link: why not redis-py's client.)
+        self._link = Link(url, timeout=timeout, max_connections=max_connections, pool_timeout=pool_timeout)
+        self._admit = Script(self._link, ADMIT)
+        self._settle = Script(self._link, SETTLE)
         self._prefix = prefix
         self._window = round(window * US)
         self._clock = clock  # None: Redis server time; tests may inject one
@@ -94,8 +84,7 @@ class RedisLimiter:
         self._retry_at = 0.0
         self._logged_at: float | None = None
         self._error = ""
-        kw = self._client.connection_pool.connection_kwargs
-        self._where = kw.get("path") or f"{kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
+        self._where = self._link.where
 
     def keys(self, key: str) -> list[str]:
         tag = f"{self._prefix}{{{key}}}"
@@ -178,7 +167,7 @@ class RedisLimiter:
 
     async def ping(self) -> LimiterHealth:
         try:
-            await self._client.ping()
+            await self._link.call("PING")
         except _ERRORS as exc:
             self._failed(exc)
             detail = f"redis {self._where} unreachable ({self._error}); using per-instance limits"
@@ -195,7 +184,7 @@ class RedisLimiter:
             await asyncio.gather(*self._sending, return_exceptions=True)
         if self._unsent and not self._down:
             await self._send(self._take_unsent())
-        await self._client.aclose()
+        await self._link.close()
 
     def _failed(self, exc: BaseException) -> None:
         now = time.monotonic()
