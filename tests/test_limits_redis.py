@@ -468,47 +468,47 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def test_redis_is_used_again_when_it_comes_back(make, redis_url, caplog):
+@pytest.fixture
+async def behind_proxy(make, redis_url):
+    """A FlakyProxy in front of Redis, and how to make a limiter that reaches Redis through it."""
     proxy = FlakyProxy(redis_url)
     port = await proxy.start()
-    try:
-        db = urlsplit(redis_url).path.lstrip("/") or "0"
-        limiter = make(f"redis://127.0.0.1:{port}/{db}", retry_interval=0)
-        limits = Limits(rpm=10, tpm=1_000)
-        assert not (await limiter.admit("acct", limits, 1)).reservation.startswith("local:")
-
-        proxy.cut()
-        outage = await limiter.admit("acct", limits, 1)
-        assert outage.allowed and outage.reservation.startswith("local:")
-        assert (await limiter.ping()).degraded
-        assert len(limit_errors(caplog)) == 1
-
-        proxy.up = True
-        assert (await limiter.ping()).ok
-        back = await limiter.admit("acct", limits, 1)
-        assert not back.reservation.startswith("local:")
-        assert back.used_requests == 1  # the shared window from before the outage
-    finally:
-        await proxy.close()
+    db = urlsplit(redis_url).path.lstrip("/") or "0"
+    yield proxy, functools.partial(make, f"redis://127.0.0.1:{port}/{db}")
+    await proxy.close()
 
 
-async def test_a_stale_pooled_connection_is_replaced_at_once(make, redis_url, caplog):
+async def test_redis_is_used_again_when_it_comes_back(behind_proxy, caplog):
+    proxy, make = behind_proxy
+    limiter = make(retry_interval=0)
+    limits = Limits(rpm=10, tpm=1_000)
+    assert not (await limiter.admit("acct", limits, 1)).reservation.startswith("local:")
+
+    proxy.cut()
+    outage = await limiter.admit("acct", limits, 1)
+    assert outage.allowed and outage.reservation.startswith("local:")
+    assert (await limiter.ping()).degraded
+    assert len(limit_errors(caplog)) == 1
+
+    proxy.up = True
+    assert (await limiter.ping()).ok
+    back = await limiter.admit("acct", limits, 1)
+    assert not back.reservation.startswith("local:")
+    assert back.used_requests == 1  # the shared window from before the outage
+
+
+async def test_a_stale_pooled_connection_is_replaced_at_once(behind_proxy, caplog):
     """Redis dropped the limiter's idle connections (a restart, its idle timeout): the next
     admission goes through on a new connection, with no fallback and no error logged."""
-    proxy = FlakyProxy(redis_url)
-    port = await proxy.start()
-    try:
-        db = urlsplit(redis_url).path.lstrip("/") or "0"
-        limiter = make(f"redis://127.0.0.1:{port}/{db}", retry_interval=60)
-        limits = Limits(rpm=10, tpm=1_000)
-        await limiter.admit("acct", limits, 1)
-        proxy.cut()  # every open connection closed; new ones are let through again
-        proxy.up = True
-        decision = await limiter.admit("acct", limits, 1)
-        assert not decision.reservation.startswith("local:") and decision.used_requests == 1
-        assert not limit_errors(caplog)
-    finally:
-        await proxy.close()
+    proxy, make = behind_proxy
+    limiter = make(retry_interval=60)
+    limits = Limits(rpm=10, tpm=1_000)
+    await limiter.admit("acct", limits, 1)
+    proxy.cut()  # every open connection closed; new ones are let through again
+    proxy.up = True
+    decision = await limiter.admit("acct", limits, 1)
+    assert not decision.reservation.startswith("local:") and decision.used_requests == 1
+    assert not limit_errors(caplog)
 
 
 async def test_a_flushed_script_is_loaded_again(make, sync_redis, caplog):
