@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from relay import ledger_sql
 from relay.db.models import utcnow
 from relay.ledger_batch import (Batch, Op, SettleOp, account_moves, book_closings, closings, lease_draws,
-                                leases_by_account)
+                                on_one_lease_per_account)
 
 
 class AsyncSettlements:
@@ -49,9 +49,8 @@ class AsyncSettlements:
         connection = await self._connect()
         batch = Batch(utcnow(), timedelta(seconds=hold_ttl_s))
         sql = self._sql
-        leases = leases_by_account(ops)
         try:
-            if leases is not None:
+            if on_one_lease_per_account(ops):
                 return [None] * len(ops), await self._settle_on_leases(connection, ops, batch)
             # BEGIN and COMMIT as pipelined statements: psycopg's transaction() block waits on a
             # sync at each end (a lone settlement took 0.83 ms that way, 0.54 ms this way, bare loop).

@@ -161,17 +161,16 @@ def _write(connection: InTransaction, sql: DriverSql, ops: list[Op], hold_ttl_s:
     return results, batch.later
 
 
-def leases_by_account(ops: list[Op]) -> Optional[dict[int, str]]:
-    """When every op is a charge drawn from a balance lease, and each account's ops draw from one
-    lease: account → lease (relay.ledger_async can then write the batch without reading first).
-    Otherwise None."""
+def on_one_lease_per_account(ops: list[Op]) -> bool:
+    """Whether every op is a charge drawn from a balance lease, each account's ops from one lease
+    (relay.ledger_async can then write the batch as one statement, guarded by the accounts' leases)."""
     leases: dict[int, str] = {}
     for op in ops:
         if not isinstance(op, SettleOp) or not op.lease or op.held:
-            return None
+            return False
         if leases.setdefault(op.account_id, op.lease) != op.lease:
-            return None
-    return leases
+            return False
+    return True
 
 
 def driver_only(ops: list[Op]) -> bool:
