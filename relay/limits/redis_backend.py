@@ -84,7 +84,6 @@ class RedisLimiter:
         self._retry_at = 0.0
         self._logged_at: float | None = None
         self._error = ""
-        self._where = self._link.where
 
     def keys(self, key: str) -> list[str]:
         tag = f"{self._prefix}{{{key}}}"
@@ -170,10 +169,10 @@ class RedisLimiter:
             await self._link.call("PING")
         except _ERRORS as exc:
             self._failed(exc)
-            detail = f"redis {self._where} unreachable ({self._error}); using per-instance limits"
+            detail = f"redis {self._link.where} unreachable ({self._error}); using per-instance limits"
             return LimiterHealth("redis", ok=False, degraded=True, detail=detail)
         self._recovered()
-        return LimiterHealth("redis", ok=True, degraded=False, detail=f"redis {self._where}")
+        return LimiterHealth("redis", ok=True, degraded=False, detail=f"redis {self._link.where}")
 
     async def close(self) -> None:
         """Sends the settlements still waiting, then closes the connections."""
@@ -196,7 +195,7 @@ class RedisLimiter:
             logger.error(
                 "Rate limiter: Redis %s unreachable (%s); falling back to per-instance "
                 "in-process limits, so each instance admits up to the full limit",
-                self._where,
+                self._link.where,
                 self._error,
             )
 
@@ -204,5 +203,5 @@ class RedisLimiter:
         if self._down:
             self._down = False
             logger.warning(
-                "Rate limiter: Redis %s reachable again; shared limits restored", self._where
+                "Rate limiter: Redis %s reachable again; shared limits restored", self._link.where
             )
