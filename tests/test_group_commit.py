@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,6 @@ from relay.db.models import Hold, LedgerEntry, UsageRecord, utcnow
 from relay.group_commit import INLINE_BATCH, LedgerWriter
 from relay.ledger_async import AsyncSettlements
 from relay.ledger_batch import HoldOp, ReleaseOp, SettleOp, commit, commit_each
-from relay.wal_checkpoints import WalCheckpoints
 from tests.test_ledger import db, engine, make_account, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
 
 TTL = 900
@@ -508,82 +506,6 @@ def test_a_write_lock_held_elsewhere_never_stalls_the_loop_on_sqlite(sqlite_file
     assert ledger.account_balance(engine, account) == ledger.BalanceView(930, 0, 930)
     assert [c.amount_nanos for c in charges(engine, account)] == [-70]
     assert records(engine, account) == 1 and ledger.check_invariant(engine, account) == []
-
-
-@pytest.mark.parametrize("pause_s", [0.0, 0.004], ids=["back-to-back", "with-pauses"])
-def test_the_wal_is_checkpointed_off_the_loop_on_sqlite(sqlite_file: tuple[Path, Engine], pause_s: float,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite: no commit of the writer copies the WAL back into the database (SQLite's default
-    does it inside the commit that crosses 1,000 pages, which on the loop stalled every request
-    for milliseconds); relay.wal_checkpoints does, on a thread of its own, so the WAL stays short.
-    With pauses between commits the checkpoints end in them and nobody waits; back to back, the
-    writer waits for one now and then."""
-    path, engine = sqlite_file
-    account = make_account(engine, 10_000)
-    settlements = 240
-    where: list[str] = []
-    checkpoint = WalCheckpoints._checkpoint
-
-    def watched(self: WalCheckpoints) -> None:
-        where.append(threading.current_thread().name)
-        checkpoint(self)
-
-    monkeypatch.setattr(WalCheckpoints, "_checkpoint", watched)
-
-    async def run() -> LedgerWriter:
-        writer = LedgerWriter(engine, TTL)
-        assert writer.checkpoints is not None and writer._inline is not None
-        writer.checkpoints.every = 16
-        for connection_of in (writer.engine, writer._inline):
-            with connection_of.connect() as connection:
-                assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
-        for _ in range(settlements):  # one at a time: each a batch of its own, on the loop
-            request_id = rid()
-            await writer.submit(SettleOp(account, request_id, 1, False, record(account, request_id, 1)))
-            await asyncio.sleep(pause_s)
-        assert writer._sqlite_connection().execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # their connection
-        await writer.close()
-        return writer
-
-    writer = asyncio.run(run())
-    assert writer.inline_batches == writer.batches == settlements
-    assert writer.checkpoints is not None and writer.checkpoints.done >= settlements // 16
-    assert (writer.checkpoints.waited > 0) == (pause_s == 0)
-    assert where and all(name.startswith("wal-checkpoint") for name in where)
-    # Each settlement appends ~15 pages: unchecked, 240 of them leave a WAL of ~14 MB.
-    assert Path(f"{path}-wal").stat().st_size < 2_500_000
-    assert ledger.account_balance(engine, account).balance_nanos == 10_000 - settlements
-    assert records(engine, account) == settlements and ledger.check_invariant(engine, account) == []
-
-
-def test_the_wal_starts_afresh_beside_another_writer_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
-    """SQLite, two writers on one database (two processes): each one's checkpoints may be
-    overlapped by the other's commits, which neither sees, so the WAL may not start afresh; past
-    `restart_frames` a TRUNCATE checkpoint takes the write lock from both and does it, with no
-    deadlock against the loop's commits. The WAL stays bounded and the books whole."""
-    path, engine = sqlite_file
-    account = make_account(engine, 10_000)
-    rounds = 120
-
-    async def run() -> list[LedgerWriter]:
-        writers = [LedgerWriter(engine, TTL), LedgerWriter(engine, TTL)]
-        for writer in writers:
-            assert writer.checkpoints is not None
-            writer.checkpoints.every, writer.checkpoints.restart_frames = 8, 400
-        for _ in range(rounds):
-            for writer in writers:
-                request_id = rid()
-                await writer.submit(SettleOp(account, request_id, 1, False, record(account, request_id, 1)))
-        for writer in writers:
-            await writer.close()
-        return writers
-
-    writers = asyncio.run(run())
-    assert sum(writer.checkpoints.restarts for writer in writers if writer.checkpoints) >= 1
-    # Unchecked, 240 settlements leave a WAL of ~14 MB.
-    assert Path(f"{path}-wal").stat().st_size < 4_000_000
-    assert ledger.account_balance(engine, account).balance_nanos == 10_000 - 2 * rounds
-    assert records(engine, account) == 2 * rounds and ledger.check_invariant(engine, account) == []
 
 
 @pytest.fixture
