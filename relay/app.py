@@ -55,7 +55,8 @@ def build_state(settings: Settings) -> RelayState:
         credentials=CredentialStore(engine, SecretBox(settings.resolved_secret_key, settings.old_secret_keys),
                                     settings.env_pool_keys()),
         limiter=build_limiter(settings.redis_url, settings.redis_prefix),
-        billing=Billing(engine, settings.hold_ttl_s, settings.stream_checkpoint_s),
+        billing=Billing(engine, settings.hold_ttl_s, settings.stream_checkpoint_s,
+                        settlement_synchronous_commit=settings.settlement_synchronous_commit),
         adapters=ADAPTERS,
     )
 

@@ -79,11 +79,12 @@ class Billing:
     charge and usage record is committed before the caller continues (a charge before the last
     byte of its answer leaves), batched with other requests' operations."""
 
-    def __init__(self, engine: Engine, hold_ttl_s: float, checkpoint_s: float = 5.0) -> None:
+    def __init__(self, engine: Engine, hold_ttl_s: float, checkpoint_s: float = 5.0,
+                 settlement_synchronous_commit: bool = True) -> None:
         self.engine = engine
         self.hold_ttl_s = hold_ttl_s
         self.checkpoint_s = checkpoint_s
-        self.writer = LedgerWriter(engine, hold_ttl_s)
+        self.writer = LedgerWriter(engine, hold_ttl_s, settlement_synchronous_commit=settlement_synchronous_commit)
         # This process's holds in flight, kept alive by heartbeat(); a stream's maps to its
         # checkpoint: what it would settle with now ({"charge_nanos", "record"}), see track().
         self.open_holds: dict[str, Callable[[], dict[str, Any]] | None] = {}

@@ -44,7 +44,8 @@ INLINE_BATCH = 2
 
 
 class LedgerWriter:
-    def __init__(self, engine: Engine, hold_ttl_s: float, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: Engine, hold_ttl_s: float, max_batch: int = MAX_BATCH,
+                 settlement_synchronous_commit: bool = True) -> None:
         self.engine = writer_engine(engine)
         self._owns_engine = self.engine is not engine
         self.hold_ttl_s = hold_ttl_s
@@ -56,7 +57,7 @@ class LedgerWriter:
         # One thread of its own: batches are sequential anyway, and handing work to a plain executor
         # costs less than anyio's worker threads (measured: ~20–40 µs less per batch).
         self._thread: Optional[ThreadPoolExecutor] = None
-        self._on_loop = AsyncSettlements.for_engine(engine)
+        self._on_loop = AsyncSettlements.for_engine(engine, settlement_synchronous_commit)
         self._inline = inline_engine(engine)
         self._inline_sql = ledger_sql.for_dialect(engine.dialect)
         self._kept: Optional[PoolProxiedConnection] = None

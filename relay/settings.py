@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # relay is charged for what it had relayed at its last checkpoint (see relay.billing).
     stream_checkpoint_s: float = 5.0
     auth_cache_ttl_s: float = 5.0
+    # PostgreSQL: false lets the batches of settlements and releases committed on the event loop
+    # (relay.ledger_async) return before the server flushes their WAL. A crash of the relay still
+    # loses no charge; a crash of the database's host can lose those of its last ~0.6 s (never a
+    # top-up or a hold, and never half a batch). SQLite's WAL + NORMAL makes the same trade.
+    settlement_synchronous_commit: bool = True
     # On SIGTERM `relay serve` stops accepting and lets in-flight requests and streams finish for
     # this long (then cancels them: they settle as interrupted), writes every charge, exits 0.
     shutdown_grace_s: float = Field(default=30.0, ge=0)

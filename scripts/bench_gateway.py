@@ -22,6 +22,8 @@ Scenarios (--scenarios takes names or the groups chat, stream, messages, transla
   python3 scripts/bench_gateway.py --database postgres         # PostgreSQL + Redis
   python3 scripts/bench_gateway.py --only-relay --reps 1 --duration 3 --profile
   python3 scripts/bench_gateway.py --observability-compare --scenarios chat --conc 1,16 --reps 5
+  python3 scripts/bench_gateway.py --database postgres --before-checkout . \
+    --relay-env RELAY_SETTLEMENT_SYNCHRONOUS_COMMIT=false         # one setting, same code
 Results: <out>/raw.jsonl (anchors' row format), meta.json, summary.md, logs/.
 """
 
@@ -129,7 +131,7 @@ def relay_peer(name: str, checkout: Path, key: str, env: dict[str, str], port: i
         cmd=f"{checkout / '.venv/bin/relay'} serve --port {port} --workers {args.workers}", cwd=str(checkout),
         env={**env, "UPSTREAM_URL": upstream, "RELAY_OPENAI_BASE_URL": f"{upstream}/v1",
              "RELAY_ANTHROPIC_BASE_URL": upstream, "OPENAI_API_KEY": "sk-fake", "ANTHROPIC_API_KEY": "sk-fake",
-             **OBSERVABILITY.get(name, {})},
+             **OBSERVABILITY.get(name, {}), **(dict(getattr(args, "relay_env", ())) if name == "relay" else {})},
         chat_h={"Authorization": f"Bearer {key}"}, msg_h={"x-api-key": key, "anthropic-version": "2023-06-01"},
         start_timeout=args.relay_start_timeout, relay=True, checkout=str(checkout))
 
@@ -336,6 +338,10 @@ def options() -> argparse.Namespace:
                     "checkout can differ by a few percent for a whole run (seen in A/A runs), so a "
                     "comparison of two processes is paired over fresh pairs (on by default with "
                     "--observability-compare)")
+    ap.add_argument("--relay-env", action="append", default=[], metavar="NAME=VALUE",
+                    type=lambda item: tuple(item.split("=", 1)),
+                    help="extra environment for the relay peer only (repeatable): e.g. relay-before "
+                         "--before-checkout . against relay with RELAY_SETTLEMENT_SYNCHRONOUS_COMMIT=false")
     ap.add_argument("--before-checkout", default="/tmp/relay-baseline", help="relay-before: a checkout with .venv")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
                     help="sqlite: SQLite + in-process limiter; postgres: fresh PostgreSQL database + Redis")
