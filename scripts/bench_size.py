@@ -10,6 +10,12 @@ alone and chat at --conc with the poller, so each ratio comes from the same minu
   python3 scripts/bench_size.py                                  # SQLite
   python3 scripts/bench_size.py --database postgres              # PostgreSQL + Redis
   python3 scripts/bench_size.py --records 100000 --accounts 10000 --keys 20000   # quicker
+  python3 scripts/bench_size.py --compare old=/tmp/relay-baseline --compare tip=.  # paired, SQLite
+
+--compare (repeatable, SQLite only) measures checkouts against each other instead: the seeded
+database is copied once per checkout, all of them serve side by side, and chat at --conc goes to
+each in turn, rep by rep (the order reversed every other rep), so each ratio comes from the same
+minutes. Runs taken one after another on this machine drift by ±10%: compare checkouts this way.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -102,8 +109,51 @@ def options() -> argparse.Namespace:
     ap.add_argument("--port-base", type=int, default=19500)
     ap.add_argument("--upstream-python", default=os.environ.get("BENCH_UPSTREAM_PYTHON", "/tmp/venv-bench/bin/python"))
     ap.add_argument("--relay-start-timeout", type=float, default=120)
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKOUT",
+                    type=lambda item: tuple(item.split("=", 1)), help="a checkout (with .venv) to pair")
     ap.add_argument("--out", default=None)
-    return ap.parse_args()
+    args = ap.parse_args()
+    if args.compare and args.database != "sqlite":
+        ap.error("--compare copies a SQLite database; PostgreSQL is not supported")
+    return args
+
+
+def compare(args: argparse.Namespace, out: Path, key: str, env: dict[str, str], upstream_url: str,
+            procs: list) -> None:
+    """The --compare run: one relay per checkout on its own copy of the seeded database."""
+    seeded = Path(env["RELAY_DATABASE_URL"].removeprefix("sqlite:///"))
+    relays = []
+    for index, (name, checkout) in enumerate(args.compare):
+        (out / name).mkdir()
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{seeded}{suffix}").exists():
+                shutil.copy(f"{seeded}{suffix}", out / name / f"relay.db{suffix}")
+        own = {**env, "RELAY_DATABASE_URL": f"sqlite:///{out / name / 'relay.db'}"}
+        peer = bg.relay_peer(name, Path(checkout).resolve(), key, own, args.port_base + 2 + index, upstream_url, args)
+        relay = bg.anchors.Proc(name, peer["cmd"], {**os.environ, **peer["env"]}, peer["cwd"], out / "logs")
+        procs.append(relay)
+        if bg.anchors.wait_http(peer["ready"], relay, args.relay_start_timeout) is None:
+            raise SystemExit(f"{name} did not start; see {out / 'logs' / (name + '.log')}")
+        relays.append((name, peer, relay))
+    body = out / "chat.json"
+    body.write_text(json.dumps(bg.CHAT))
+    for _, peer, relay in relays:
+        chat_point(peer, relay, body, args.conc, 3)  # warm
+    points: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in relays}
+    for rep in range(args.reps):
+        for name, peer, relay in (relays if rep % 2 == 0 else relays[::-1]):
+            points[name].append(chat_point(peer, relay, body, args.conc, args.duration))
+        print(f"rep {rep + 1}: " + ", ".join(f"{n} {p[-1][0]:,.0f} req/s" for n, p in points.items()), flush=True)
+    first = points[relays[0][0]]
+    lines = [f"# bench_size --compare {time.strftime('%Y-%m-%d %H:%M')}: sqlite, {args.records:,} usage records, "
+             f"{args.accounts:,} accounts, {args.keys:,} keys; chat c={args.conc}, {args.reps} reps",
+             "", f"| checkout | req/s (median) | per rep ÷ {relays[0][0]} | CPU µs a request |", "|---|---|---|---|"]
+    for name, rows in points.items():
+        ratios = ", ".join(f"{r / f:.2f}" for (r, _), (f, _) in zip(rows, first))
+        lines.append(f"| {name} | {statistics.median(r for r, _ in rows):,.0f} | {ratios} | "
+                     f"{statistics.median(c / r * 1e6 for r, c in rows):,.0f} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main() -> None:
@@ -125,6 +175,8 @@ def main() -> None:
         procs.append(upstream)
         if bg.anchors.wait_http(upstream_url + "/health", upstream, 30) is None:
             raise SystemExit("the fake upstream did not start")
+        if args.compare:
+            return compare(args, out, key, env, upstream_url, procs)
         peer = bg.relay_peer("relay", ROOT, key, env, args.port_base + 1, upstream_url, args)
         relay = bg.anchors.Proc("relay", peer["cmd"], {**os.environ, **peer["env"]}, peer["cwd"], out / "logs")
         procs.append(relay)
