@@ -507,3 +507,22 @@ def test_settle_writes_the_usage_record_with_the_charge_once(engine: Engine, new
         assert session.get(UsageRecord, request_id).cost_nanos == 700
         assert session.get(UsageRecord, fee_request).source == "byok"  # recorded even without a fee
     assert check_invariant(engine, account_id) == []
+
+
+def test_entries_have_one_index_and_reads_by_account_use_it(engine: Engine) -> None:
+    """Migration 0012: the unique (account_id, idempotency_key) is the entries' only index, and the
+    invariant's reads by account still find their rows through it rather than by a scan."""
+    by_account = "SELECT sum(amount_nanos) FROM ledgerentry WHERE account_id = 1 AND kind <> 'hold'"
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            indexes = [row[1] for row in connection.exec_driver_sql("PRAGMA index_list(ledgerentry)")]
+            plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + by_account))
+            assert indexes == ["sqlite_autoindex_ledgerentry_1"]
+            assert "USING INDEX sqlite_autoindex_ledgerentry_1" in plan, plan
+        else:
+            indexes = connection.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'ledgerentry' "
+                                              "AND schemaname = current_schema()")).scalars()
+            assert sorted(indexes) == ["ledgerentry_account_id_idempotency_key_key", "ledgerentry_pkey"]
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: show the index it can use
+            plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + by_account))
+            assert "ledgerentry_account_id_idempotency_key_key" in plan, plan

@@ -95,10 +95,12 @@ class LedgerEntry(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("account_id", "idempotency_key"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="account.id", index=True)
+    # No index of its own: the unique (account_id, idempotency_key) serves lookups by account, and
+    # none are made by request_id (migration 0012).
+    account_id: int = Field(foreign_key="account.id")
     kind: str  # topup | hold | release | charge | adjustment
     amount_nanos: int = _money()
-    request_id: Optional[str] = Field(default=None, index=True)
+    request_id: Optional[str] = None
     idempotency_key: Optional[str] = None
     note: Optional[str] = None
     created_at: datetime = Field(default_factory=utcnow)
