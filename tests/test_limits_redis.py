@@ -536,6 +536,25 @@ async def test_a_cancelled_call_leaves_no_reply_to_the_next(make, prefix):
     assert await link.call("ECHO", "second") == b"second"
 
 
+async def test_a_reply_later_than_the_timeout_fails_the_call_and_is_never_read(make, prefix, caplog):
+    """A reply slower than the link's timeout (a loaded machine): the call fails as a RedisError
+    (the limiter falls back to its local window, never a 500), and the late reply dies with its
+    connection instead of answering the next command. (redis-py's read_response(timeout=…)
+    returned None there and left the reply for the next caller: CI saw a 500 from `map(int, None)`.)"""
+    limiter = make(timeout=0.1, retry_interval=60)
+    link = limiter._link
+    with pytest.raises(redis.RedisError):
+        await link.call("BLPOP", f"{prefix}nothing", 0.3)
+    assert await link.call("ECHO", "first") == b"first"
+    await asyncio.sleep(0.35)  # BLPOP's nil reply has come by now, to a closed connection
+    assert await link.call("ECHO", "second") == b"second"
+    # An admission that times out is answered by the local window, with no exception.
+    slow = make(timeout=0.000_001, retry_interval=60)
+    decision = await slow.admit("acct", STARTER, 1)
+    assert decision.allowed and decision.reservation.startswith("local:")
+    assert limit_errors(caplog)
+
+
 async def test_peek_reads_without_recording(limiter):
     await admit_many(limiter, 3, tokens=1_000)
     seen = await limiter.peek("acct", STARTER)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class Link:
@@ -54,10 +55,16 @@ class Link:
     async def _exchange(self, connection: AbstractConnection, args: Sequence[Any]) -> Any:
         try:
             await connection.send_packed_command(connection.pack_command(*args), check_health=False)
-            reply = await connection.read_response(timeout=self._timeout)
+            # Our own deadline, not read_response(timeout=…): on that timeout redis-py returns None
+            # (as for a nil reply) and leaves the late reply on the connection, for the next command.
+            async with asyncio.timeout(self._timeout):
+                reply = await connection.read_response()
         except ResponseError:  # an error reply: the connection is fine
             await self._put_back(connection)
             raise
+        except TimeoutError:  # the reply may still come: never reused
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError(f"Redis did not answer within {self._timeout:g} s") from None
         except BaseException:  # its reply may still come: never reused (redis-py closes it too)
             await connection.disconnect(nowait=True)
             raise
