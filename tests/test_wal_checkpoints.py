@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from relay import ledger
 from relay.group_commit import LedgerWriter
 from relay.ledger_batch import SettleOp
-from relay.wal_checkpoints import WalCheckpoints
+from relay.wal_checkpoints import CHASE_FRAMES, WalCheckpoints
 from tests.test_group_commit import TTL, record, records, sqlite_file  # noqa: F401 - sqlite_file: a fixture
 from tests.test_ledger import make_account, rid
 
@@ -26,23 +26,23 @@ def test_the_wal_is_checkpointed_off_the_loop_on_sqlite(sqlite_file: tuple[Path,
     does it inside the commit that crosses 1,000 pages, which on the loop stalled every request
     for milliseconds); relay.wal_checkpoints does, on a thread of its own, so the WAL stays short.
     With pauses between commits the checkpoints end in them and nobody waits; back to back, the
-    writer waits for one now and then."""
+    writer waits for one now and then (a WAL past `chase_frames`: here 64 frames, ~4 settlements)."""
     path, engine = sqlite_file
     account = make_account(engine, 10_000)
     settlements = 240
     where: list[str] = []
     checkpoint = WalCheckpoints._checkpoint
 
-    def watched(self: WalCheckpoints) -> None:
+    def watched(self: WalCheckpoints) -> int:
         where.append(threading.current_thread().name)
-        checkpoint(self)
+        return checkpoint(self)
 
     monkeypatch.setattr(WalCheckpoints, "_checkpoint", watched)
 
     async def run() -> LedgerWriter:
         writer = LedgerWriter(engine, TTL)
         assert writer.checkpoints is not None and writer._inline is not None
-        writer.checkpoints.every = 16
+        writer.checkpoints.every, writer.checkpoints.chase_frames = 16, 64
         for connection_of in (writer.engine, writer._inline):
             with connection_of.connect() as connection:
                 assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
@@ -61,6 +61,35 @@ def test_the_wal_is_checkpointed_off_the_loop_on_sqlite(sqlite_file: tuple[Path,
     assert where and all(name.startswith("wal-checkpoint") for name in where)
     # Each settlement appends ~15 pages: unchecked, 240 of them leave a WAL of ~14 MB.
     assert Path(f"{path}-wal").stat().st_size < 2_500_000
+    assert ledger.account_balance(engine, account).balance_nanos == 10_000 - settlements
+    assert records(engine, account) == settlements and ledger.check_invariant(engine, account) == []
+
+
+def test_a_short_wal_is_not_chased_on_sqlite(sqlite_file: tuple[Path, Engine]) -> None:
+    """Back to back, almost every checkpoint overlaps a commit. While the WAL is shorter than
+    `chase_frames` that is left alone: one checkpoint per `every` batches, and nobody waits for
+    one (chasing each overlap ran one every few batches and made the writer wait now and then).
+    Each checkpoint copies what came since the last, so the WAL still stays under the bound."""
+    path, engine = sqlite_file
+    account = make_account(engine, 10_000)
+    settlements = 240  # ~15 pages each: ~3,600 frames, under the default CHASE_FRAMES
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        assert writer.checkpoints is not None
+        writer.checkpoints.every = 16
+        for _ in range(settlements):
+            request_id = rid()
+            await writer.submit(SettleOp(account, request_id, 1, False, record(account, request_id, 1)))
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(run())
+    checkpoints = writer.checkpoints
+    assert checkpoints is not None and checkpoints.chase_frames == CHASE_FRAMES
+    assert settlements // 16 - 2 <= checkpoints.done <= settlements // 16
+    assert checkpoints.waited == 0
+    assert Path(f"{path}-wal").stat().st_size < CHASE_FRAMES * 4_200
     assert ledger.account_balance(engine, account).balance_nanos == 10_000 - settlements
     assert records(engine, account) == settlements and ledger.check_invariant(engine, account) == []
 
