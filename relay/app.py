@@ -8,7 +8,7 @@ import gc
 import logging
 import re
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import orjson
 
@@ -33,7 +33,8 @@ from relay.limits import build_limiter
 from relay import alerts, in_flight, metrics, observe, tracing
 from relay.routes import admin, aggregates, byok, console, docs, health, key, models, responses, usage
 from relay.routes.metrics import metrics_endpoint
-from relay.routes.inference import INFERENCE_OPERATIONS, inference_routes
+from relay.pipeline import Operation, handle
+from relay.routes.inference import INFERENCE_OPERATIONS, direct_paths, inference_routes
 from relay.settings import Settings
 from relay.state import RelayState
 from relay.upstream import client as upstream_client
@@ -143,6 +144,46 @@ def upstream_policy(settings: Settings) -> upstream_client.Policy:
     )
 
 
+# Where the same API is mounted, and which credentials it uses: the shared pool, or the caller's own.
+SOURCES = {"/v1": "pool", "/byok/v1": "byok"}
+
+
+class RelayApp(Starlette):
+    """Starlette, with the inference endpoints served before its middleware and router: a POST to
+    one of their exact paths goes straight to the pipeline, which answers every error of its own
+    in the protocol's shape (relay.pipeline.handle), and carries its request line (so the
+    ClientErrorLog has nothing to add). What the middleware did for them is done here: the count
+    of exchanges in flight, a client gone while its body was read, and the 500 of an unexpected
+    error. Anything else (another method, a trailing slash) takes the full stack, as before.
+    Measured (bench_gateway, 5 reps): chat c=16 ×1.12 req/s, CPU 1.10 → 1.00 ms a request; the
+    stack also wrapped each streamed chunk's send in four calls."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct: dict[str, tuple[Operation, str]] = direct_paths(SOURCES)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and (found := self.direct.get(scope["path"])):
+            scope["app"] = self
+            in_flight.started()
+            try:
+                await self._serve(scope, receive, send, *found)
+            finally:
+                in_flight.ended()
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, op: Operation, source: str) -> None:
+        request = Request(scope, receive, send)
+        try:
+            response = await handle(self.state.relay, request, op, source)
+        except ClientDisconnect:
+            return  # the client left while its body was read: nobody to answer
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback by unexpected_error
+            response = await unexpected_error(request, exc)
+        await response(scope, receive, send)
+
+
 # The collector's thresholds once the import-time heap is frozen. Python's default (700, 10, 10)
 # ran a young collection every ~11 requests at c=1 (~110 µs each) and a full one every few
 # seconds (~6 ms, over what was cached since start-up): measured with gc.callbacks. They found
@@ -202,12 +243,11 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/metrics", metrics_endpoint),
-        Mount("/v1", routes=api("pool")),
-        Mount("/byok/v1", routes=api("byok")),
+        *(Mount(prefix, routes=api(source)) for prefix, source in SOURCES.items()),
         *byok.routes(),  # /byok/credentials: the caller's own stored keys
         Mount("/admin", routes=[*aggregates.admin_routes, *admin.routes]),
     ]
-    return Starlette(
+    return RelayApp(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(in_flight.CountInFlight), Middleware(ClientErrorLog),

@@ -15,7 +15,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import anyio.to_thread
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -46,6 +46,8 @@ class Dispatched:
     credential: Credential
     target: Target
     headers: dict[str, str] = field(default_factory=dict)  # provider headers passed on to the client
+    # A raw stream's: whether its next item is already read (client.Stream.ready); None otherwise.
+    ready: Callable[[], bool] | None = None
 
 
 def _status(exc: BaseException) -> int | None:
@@ -211,8 +213,9 @@ async def _attempt(adapter: Any, call: Call, model: CatalogModel, credential: Cr
     target = target_for(model, credential, default_base, timeout)
     result = await adapter.send(call, target)
     headers = getattr(result, "headers", {})
-    first = None
+    first = ready = None
     if call.stream:
+        ready = getattr(result, "ready", None)
         iterator = result.__aiter__()
         try:
             first = await anext(iterator, _END)
@@ -220,7 +223,7 @@ async def _attempt(adapter: Any, call: Call, model: CatalogModel, credential: Cr
             await iterator.aclose()  # the connection goes now, not when the generator is collected
             raise
         result = iterator
-    return Dispatched(result, first, credential, target, headers)
+    return Dispatched(result, first, credential, target, headers, ready)
 
 
 async def reject(credential: Credential, status: int | None, provider: str, store: CredentialStore | None) -> None:

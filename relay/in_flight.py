@@ -17,6 +17,17 @@ def count() -> int:
     return _serving
 
 
+def started() -> None:
+    """An exchange served outside the middleware (relay.app.RelayApp's direct paths) began."""
+    global _serving
+    _serving += 1
+
+
+def ended() -> None:
+    global _serving
+    _serving -= 1
+
+
 class CountInFlight:
     """Plain ASGI, outermost: one increment and one decrement per exchange."""
 

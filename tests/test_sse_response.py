@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
-from relay.streaming import SSEResponse
+from relay.streaming import Last, SSEResponse
 
 SCOPE = {"type": "http", "asgi": {"spec_version": "2.3"}}
 
@@ -33,6 +33,26 @@ def test_a_whole_stream_is_sent_and_its_watcher_stopped() -> None:
     assert asyncio.run(run()) == set()  # the watcher is gone too
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
     assert [m.get("body") for m in sent[1:]] == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n", b""]
+
+
+def test_a_last_chunk_ends_the_body_in_its_own_message() -> None:
+    """The trailer is yielded as `Last`: uvicorn writes it with the chunked terminator at once,
+    instead of a second, empty message."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b"data: 0\n\n"
+        yield Last(b"data: [DONE]\n\n")
+
+    asyncio.run(SSEResponse(events(), media_type="text/event-stream")(SCOPE, receive, send))
+    assert [(m["body"], m["more_body"]) for m in sent[1:]] == [(b"data: 0\n\n", True), (b"data: [DONE]\n\n", False)]
 
 
 def test_a_client_that_leaves_stops_the_stream_and_the_request_ends_cleanly() -> None:

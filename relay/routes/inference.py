@@ -25,3 +25,10 @@ def endpoint(op: Operation, source: str):  # type: ignore[no-untyped-def]
 
 def inference_routes(operations: dict[str, Operation], source: str) -> list[Route]:
     return [Route(path, endpoint(op, source), methods=["POST"]) for path, op in operations.items()]
+
+
+def direct_paths(prefixes: dict[str, str]) -> dict[str, tuple[Operation, str]]:
+    """Every inference endpoint's full path (`prefixes`: mount path → credential source), with
+    its operation and source: what relay.app.RelayApp serves before Starlette's routing."""
+    return {prefix + path: (op, source) for prefix, source in prefixes.items()
+            for path, op in INFERENCE_OPERATIONS.items()}

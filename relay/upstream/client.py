@@ -174,6 +174,12 @@ class Stream:
         self._where = where
         self._deadlines = deadlines
         self.headers = passed_headers(response.headers)
+        self._buffered = 0  # complete frames read and not yet handed out
+
+    def ready(self) -> bool:
+        """Whether the next frame is already read: taking it needs no wait (relay.streaming
+        sends the frames of one read in one write)."""
+        return self._buffered > 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._frames()
@@ -210,9 +216,11 @@ class Stream:
                 if b"\n\n" not in buffer:
                     continue
                 *complete, buffer = buffer.split(b"\n\n")
+                complete = [frame for frame in complete if frame]
+                self._buffered = len(complete)
                 for frame in complete:
-                    if frame:
-                        yield frame
+                    self._buffered -= 1
+                    yield frame
             tail = buffer.strip(b"\n")
             if tail:
                 yield tail  # a last event without its blank line
