@@ -509,6 +509,27 @@ def test_settle_writes_the_usage_record_with_the_charge_once(engine: Engine, new
     assert check_invariant(engine, account_id) == []
 
 
+def test_usage_records_have_no_model_index_and_reads_by_account_and_model_use_the_account_one(engine: Engine) -> None:
+    """Migration 0013: records are indexed by id, by (account, time) and by time; a read by
+    model names the account too, and finds its rows through the account's index, not by a scan."""
+    by_model = ("SELECT id FROM usagerecord WHERE account_id = 1 AND model = 'gpt-4o-mini' "
+                "ORDER BY created_at DESC, id DESC LIMIT 100")
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            indexes = sorted(row[1] for row in connection.exec_driver_sql("PRAGMA index_list(usagerecord)"))
+            plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + by_model))
+            assert indexes == ["ix_usagerecord_account_created", "ix_usagerecord_created_at",
+                               "sqlite_autoindex_usagerecord_1"]
+        else:
+            indexes = sorted(connection.execute(text(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'usagerecord' "
+                "AND schemaname = current_schema()")).scalars())
+            assert indexes == ["ix_usagerecord_account_created", "ix_usagerecord_created_at", "usagerecord_pkey"]
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: show the index it can use
+            plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + by_model))
+        assert "ix_usagerecord_account_created" in plan, plan
+
+
 def test_entries_have_one_index_and_reads_by_account_use_it(engine: Engine) -> None:
     """Migration 0012: the unique (account_id, idempotency_key) is the entries' only index, and the
     invariant's reads by account still find their rows through it rather than by a scan."""

@@ -126,7 +126,8 @@ class Hold(SQLModel, table=True):
 
 class UsageRecord(SQLModel, table=True):
     # A caller's page of records, newest first, and its totals from the index alone (migration 0002);
-    # it also serves every lookup by account (0011 dropped the index on account_id alone).
+    # it also serves every lookup by account (0011 dropped the index on account_id alone) and by
+    # model, which always names the account too (0013 dropped the index on model alone).
     __table_args__ = (Index("ix_usagerecord_account_created", "account_id", "created_at", "id", "cost_nanos",
                             "list_cost_nanos"),)
 
@@ -134,7 +135,7 @@ class UsageRecord(SQLModel, table=True):
     account_id: int = Field(foreign_key="account.id")
     api_key_id: Optional[int] = Field(default=None, foreign_key="apikey.id")
     route: str
-    model: str = Field(index=True)
+    model: str
     provider: str
     source: str  # pool | byok
     usage: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
