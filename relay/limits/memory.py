@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import islice
@@ -19,6 +18,7 @@ from relay.limits.base import (
     check,
     make_decision,
     never_fits,
+    new_reservation,
 )
 
 
@@ -111,7 +111,7 @@ class MemoryLimiter:
         exceeded = check(limits, tokens, used_requests, used_tokens)
         reservation = None
         if exceeded == OK and record:
-            reservation = f"{self._prefix}{uuid.uuid4().hex}"
+            reservation = self._prefix + new_reservation()
             log.entries[reservation] = [now, tokens]
             log.tokens += tokens
         if log.entries:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Callable
 
 from redis.exceptions import RedisError
@@ -34,6 +33,7 @@ from relay.limits.base import (
     Limits,
     ample_room,
     make_decision,
+    new_reservation,
 )
 from relay.limits.lua import ADMIT, SETTLE
 from relay.limits.memory import MemoryLimiter
@@ -110,7 +110,7 @@ class RedisLimiter:
     async def _run(self, key: str, limits: Limits, tokens: int, record: bool) -> Decision:
         if self._down and time.monotonic() < self._retry_at:
             return self._local.admit_now(key, limits, tokens, record)
-        reservation = uuid.uuid4().hex if record else ""
+        reservation = new_reservation() if record else ""
         args = [limits.rpm, limits.tpm, tokens, self._window, reservation, self._now_arg(), int(record),
                 *self._unsent.pop(key, ())]
         try:
