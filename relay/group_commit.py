@@ -61,11 +61,13 @@ class LedgerWriter:
         self._inline = inline_engine(engine)
         self._inline_sql = ledger_sql.for_dialect(engine.dialect)
         self._kept: Optional[PoolProxiedConnection] = None
+        self._thread_kept: Optional[PoolProxiedConnection] = None  # used on the thread only
         self.checkpoints = WalCheckpoints(self.engine) if _sqlite_in_a_file(engine) else None
         self.batches = 0  # committed batches, and operations in them (for tests and the bench)
         self.operations = 0
         self.loop_batches = 0  # of them, committed on the event loop: PostgreSQL (relay.ledger_async)
         self.inline_batches = 0  # and SQLite (_commit_inline)
+        self.thread_driver_batches = 0  # SQLite batches on the thread without SQLAlchemy (_on_thread)
 
     @property
     def backlog(self) -> int:
@@ -139,11 +141,24 @@ class LedgerWriter:
         return results
 
     async def _on_thread(self, ops: list[Op]) -> list[Optional[Exception]]:
+        """A batch on the writer's thread. SQLite in a file, settlements and releases alone: on a
+        sqlite3 connection the thread keeps, with no SQLAlchemy connection, pool checkout or
+        transaction events around it (as _commit_inline does on the loop)."""
         loop = asyncio.get_running_loop()
         try:
+            if self._inline is not None and ledger_batch.driver_only(ops):
+                results, later = await loop.run_in_executor(self._thread, self._commit_on_sqlite_thread, ops)
+                self.thread_driver_batches += 1
+                return await self._finish_on_loop(results, later)
             return await loop.run_in_executor(self._thread, ledger_batch.commit, self.engine, ops, self.hold_ttl_s)
         except Exception:  # noqa: BLE001 - one bad op must not fail the others
             return await self._one_at_a_time(ops)
+
+    def _commit_on_sqlite_thread(self, ops: list[Op]) -> tuple[list[Optional[Exception]], list[tuple[int, Op]]]:
+        if self._thread_kept is None:
+            self._thread_kept = self.engine.raw_connection()  # busy timeout 30 s: it waits for the lock
+        return ledger_batch.commit_on_sqlite(self._thread_kept.driver_connection, self._inline_sql, ops,
+                                             self.hold_ttl_s)
 
     async def _commit_on_loop(self, ops: list[Op]) -> list[Optional[Exception]]:
         assert self._on_loop is not None
@@ -222,9 +237,10 @@ class LedgerWriter:
             await self._on_loop.close()
         if self.checkpoints is not None:
             await self.checkpoints.close()
-        if self._kept is not None:
-            self._kept.close()
-            self._kept = None
+        for kept in (self._kept, self._thread_kept):
+            if kept is not None:
+                kept.close()
+        self._kept = self._thread_kept = None
         if self._inline is not None:
             self._inline.dispose()
         if self._owns_engine:

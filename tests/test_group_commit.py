@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlmodel import Session
 
 from relay import in_flight, ledger
@@ -433,6 +433,38 @@ def test_small_batches_commit_on_the_loop_on_sqlite(sqlite_file: tuple[Path, Eng
     spent = 250 + 5 + 10 * len(crowd)
     assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - spent, 0, 1000 - spent)
     assert records(engine, account) == 2 + len(crowd) and ledger.check_invariant(engine, account) == []
+
+
+def test_settlements_alone_on_the_thread_skip_sqlalchemy_on_sqlite(sqlite_file: tuple[Path, Engine],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: a batch of settlements too big for the loop commits on the writer's thread, on a
+    sqlite3 connection the thread keeps, with no SQLAlchemy transaction around it (no "begin" on
+    the writer's engine); a batch with a hold in it still goes through SQLAlchemy there."""
+    _, engine = sqlite_file
+    account = make_account(engine, 1000)
+    crowd, held = [rid() for _ in range(INLINE_BATCH + 3)], rid()
+    begins: list[int] = []
+
+    async def run() -> LedgerWriter:
+        writer = LedgerWriter(engine, TTL)
+        for request_id in crowd:  # each alone: on the loop
+            await writer.submit(HoldOp(account, request_id, 20))
+        event.listen(writer.engine, "begin", lambda connection: begins.append(1))
+        await asyncio.gather(*(writer.submit(SettleOp(account, request_id, 10, True,
+                                                      record(account, request_id, 10)))
+                               for request_id in crowd))
+        assert (writer.thread_driver_batches, writer.inline_batches, begins) == (1, len(crowd), [])
+        with monkeypatch.context() as serving:
+            serving.setattr(in_flight, "_serving", 2)  # not alone: the thread
+            await writer.submit(HoldOp(account, held, 300))
+        assert (writer.thread_driver_batches, writer.batches, len(begins)) == (1, len(crowd) + 2, 1)
+        await writer.close()
+        return writer
+
+    asyncio.run(run())
+    spent = 10 * len(crowd)
+    assert ledger.account_balance(engine, account) == ledger.BalanceView(1000 - spent, 300, 1000 - spent - 300)
+    assert records(engine, account) == len(crowd) and ledger.check_invariant(engine, account) == []
 
 
 def test_settlements_alone_commit_on_a_kept_sqlite3_connection(sqlite_file: tuple[Path, Engine]) -> None:
