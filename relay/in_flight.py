@@ -18,7 +18,7 @@ def count() -> int:
 
 
 def started() -> None:
-    """An exchange served outside the middleware (relay.app.RelayApp's direct paths) began."""
+    """An exchange began (CountInFlight, and relay.app.RelayApp's direct paths, which skip it)."""
     global _serving
     _serving += 1
 
@@ -35,12 +35,11 @@ class CountInFlight:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        global _serving
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        _serving += 1
+        started()
         try:
             await self.app(scope, receive, send)  # returns once the whole answer is sent
         finally:
-            _serving -= 1
+            ended()

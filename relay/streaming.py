@@ -39,19 +39,25 @@ def relay_stream(state: Any, ex: Any, call: Any, model: Any, adapter: Any, dispa
         status, http_status, error_code, ttft_ms = "cancelled", 200, None, None
         settled = False
         held: list[bytes] = []  # fed, not yet sent: only while the next frame needs no read
+
+        def feed(item: Any) -> bytes:
+            """The item relayed; what is due to be sent now (nothing while the next is already read)."""
+            held.append(reader.feed(item))
+            if more_ready():
+                return b""
+            out = b"".join(held)
+            held.clear()
+            return out
+
         try:
             item = dispatched.first
             if item is not _END:
                 ttft_ms = ex.elapsed_ms()
-                held.append(reader.feed(item))
-                if not more_ready() and (out := b"".join(held)):
+                if out := feed(item):
                     yield out
-                    held.clear()
                 async for item in dispatched.result:
-                    held.append(reader.feed(item))
-                    if not more_ready() and (out := b"".join(held)):
+                    if out := feed(item):
                         yield out
-                        held.clear()
             usage = final_usage(reader, call)
             charge = price(model, usage, ex.caller, source)
             trailer = reader.trailer(usage, usd_float(charge.cost_nanos))
