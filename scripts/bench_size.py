@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -118,6 +119,23 @@ def options() -> argparse.Namespace:
     return args
 
 
+def start_relay(name: str, checkout: Path, key: str, env: dict[str, str], port: int, upstream_url: str,
+                args: argparse.Namespace, out: Path, procs: list) -> tuple[dict, Any]:
+    """A relay of `checkout` on `port`, ready (its process joins `procs`, stopped at the end)."""
+    peer = bg.relay_peer(name, checkout, key, env, port, upstream_url, args)
+    relay = bg.anchors.Proc(name, peer["cmd"], {**os.environ, **peer["env"]}, peer["cwd"], out / "logs")
+    procs.append(relay)
+    if bg.anchors.wait_http(peer["ready"], relay, args.relay_start_timeout) is None:
+        raise SystemExit(f"{name} did not start; see {out / 'logs' / (name + '.log')}")
+    return peer, relay
+
+
+def chat_body(out: Path) -> Path:
+    body = out / "chat.json"
+    body.write_text(json.dumps(bg.CHAT))
+    return body
+
+
 def compare(args: argparse.Namespace, out: Path, key: str, env: dict[str, str], upstream_url: str,
             procs: list) -> None:
     """The --compare run: one relay per checkout on its own copy of the seeded database."""
@@ -129,14 +147,10 @@ def compare(args: argparse.Namespace, out: Path, key: str, env: dict[str, str], 
             if Path(f"{seeded}{suffix}").exists():
                 shutil.copy(f"{seeded}{suffix}", out / name / f"relay.db{suffix}")
         own = {**env, "RELAY_DATABASE_URL": f"sqlite:///{out / name / 'relay.db'}"}
-        peer = bg.relay_peer(name, Path(checkout).resolve(), key, own, args.port_base + 2 + index, upstream_url, args)
-        relay = bg.anchors.Proc(name, peer["cmd"], {**os.environ, **peer["env"]}, peer["cwd"], out / "logs")
-        procs.append(relay)
-        if bg.anchors.wait_http(peer["ready"], relay, args.relay_start_timeout) is None:
-            raise SystemExit(f"{name} did not start; see {out / 'logs' / (name + '.log')}")
+        peer, relay = start_relay(name, Path(checkout).resolve(), key, own, args.port_base + 2 + index,
+                                  upstream_url, args, out, procs)
         relays.append((name, peer, relay))
-    body = out / "chat.json"
-    body.write_text(json.dumps(bg.CHAT))
+    body = chat_body(out)
     for _, peer, relay in relays:
         chat_point(peer, relay, body, args.conc, 3)  # warm
     points: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in relays}
@@ -177,13 +191,8 @@ def main() -> None:
             raise SystemExit("the fake upstream did not start")
         if args.compare:
             return compare(args, out, key, env, upstream_url, procs)
-        peer = bg.relay_peer("relay", ROOT, key, env, args.port_base + 1, upstream_url, args)
-        relay = bg.anchors.Proc("relay", peer["cmd"], {**os.environ, **peer["env"]}, peer["cwd"], out / "logs")
-        procs.append(relay)
-        if bg.anchors.wait_http(peer["ready"], relay, args.relay_start_timeout) is None:
-            raise SystemExit(f"the relay did not start; see {out / 'logs/relay.log'}")
-        body = out / "chat.json"
-        body.write_text(json.dumps(bg.CHAT))
+        peer, relay = start_relay("relay", ROOT, key, env, args.port_base + 1, upstream_url, args, out, procs)
+        body = chat_body(out)
         usage_url = peer["base"] + "/usage"
         accounts_url = f"http://127.0.0.1:{args.port_base + 1}/admin/accounts?limit=100"
         chat_point(peer, relay, body, args.conc, 3)  # warm
