@@ -15,7 +15,8 @@ from relay import ledger
 from relay.group_commit import LedgerWriter
 from relay.ledger_batch import SettleOp
 from relay.wal_checkpoints import CHASE_FRAMES, WalCheckpoints
-from tests.test_group_commit import TTL, record, records, sqlite_file  # noqa: F401 - sqlite_file: a fixture
+from tests.test_group_commit import TTL, record, records
+from tests.test_group_commit_sqlite import sqlite_file  # noqa: F401 - a fixture
 from tests.test_ledger import make_account, rid
 
 
