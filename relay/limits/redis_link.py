@@ -4,7 +4,7 @@ redis-py's client wraps every call in its command machinery, a retry policy, obs
 and a blocking pool's lock and timer; at c=1 that was ~45 µs of CPU of a ~120 µs EVALSHA (bare
 loop, hiredis parsing), paid once a request. Here a call takes an idle connection (or opens
 one), sends the packed command, reads the reply within the timeout and puts the connection
-back: redis-py still connects, packs and parses.
+back: redis-py still connects and parses (with hiredis), and hiredis packs the command.
 
 What the client gave, kept: at most `max_connections` at once, a burst waiting up to
 `pool_timeout` for a free one; a pooled connection that went stale (Redis restarted) retried once
@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 from typing import Any, Sequence
 
+import hiredis
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -54,7 +55,8 @@ class Link:
 
     async def _exchange(self, connection: AbstractConnection, args: Sequence[Any]) -> Any:
         try:
-            await connection.send_packed_command(connection.pack_command(*args), check_health=False)
+            # hiredis packs in C: ~1 µs for an admission's 12 arguments, against redis-py's ~15 µs.
+            await connection.send_packed_command(hiredis.pack_command(tuple(args)), check_health=False)
             # Our own deadline, not read_response(timeout=…): on that timeout redis-py returns None
             # (as for a nil reply) and leaves the late reply on the connection, for the next command.
             async with asyncio.timeout(self._timeout):
