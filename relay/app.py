@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import anyio.to_thread
 import orjson
 
 from starlette.applications import Starlette
@@ -30,12 +31,13 @@ from relay.db.engine import make_engine
 from relay.errors import RelayError, render
 from relay.key_health import recheck_failing
 from relay.limits import build_limiter
-from relay import alerts, in_flight, metrics, observe, tracing
+from relay import alerts, in_flight, metrics, observe, settlement_journal, tracing
 from relay.routes import admin, aggregates, byok, console, docs, health, key, models, responses, usage
 from relay.routes.metrics import metrics_endpoint
 from relay.pipeline import Operation, handle
 from relay.routes.inference import INFERENCE_OPERATIONS, direct_paths, inference_routes
 from relay.settings import Settings
+from relay.settlement_journal import SettlementJournal
 from relay.state import RelayState
 from relay.upstream import client as upstream_client
 from relay.upstream.registry import ADAPTERS
@@ -57,7 +59,9 @@ def build_state(settings: Settings) -> RelayState:
                                     settings.env_pool_keys()),
         limiter=build_limiter(settings.redis_url, settings.redis_prefix),
         billing=Billing(engine, settings.hold_ttl_s, settings.stream_checkpoint_s,
-                        settlement_synchronous_commit=settings.settlement_synchronous_commit),
+                        settlement_synchronous_commit=settings.settlement_synchronous_commit,
+                        journal=SettlementJournal.at(settings.settlement_journal_dir,
+                                                     settings.settlement_journal_in_flight)),
         adapters=ADAPTERS,
     )
 
@@ -207,6 +211,9 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         gc.set_threshold(*GC_THRESHOLDS)
         loop = asyncio.get_running_loop()
         upstream_client.configure(upstream_policy(relay.settings))
+        if relay.settings.settlement_journal_dir:  # what a dead relay left, committed before serving
+            await anyio.to_thread.run_sync(settlement_journal.replay, relay.settings.settlement_journal_dir,
+                                           relay.engine, relay.settings.hold_ttl_s)
         sweeper = loop.create_task(sweep_expired_holds(relay.billing))
         heartbeat = loop.create_task(relay.billing.heartbeat())
         recheck = loop.create_task(recheck_failing(relay))  # failing keys rejoin once they work

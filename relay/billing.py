@@ -16,7 +16,7 @@ from typing import Any, Callable
 import anyio.to_thread
 from sqlalchemy import Engine
 
-from relay import ledger
+from relay import in_flight, ledger
 from relay.auth import Caller
 from relay.catalog import CatalogModel
 from relay.db.models import utcnow
@@ -27,6 +27,7 @@ from relay.errors import RelayError
 from relay.key_controls import KeyBudgetExceeded, budget_exceeded
 from relay.money import format_usd
 from relay.pricing import cost_nanos, fee_nanos, tier_above
+from relay.settlement_journal import SettlementJournal
 from relay.usage import Usage
 
 
@@ -80,8 +81,9 @@ class Billing:
     byte of its answer leaves), batched with other requests' operations."""
 
     def __init__(self, engine: Engine, hold_ttl_s: float, checkpoint_s: float = 5.0,
-                 settlement_synchronous_commit: bool = True) -> None:
+                 settlement_synchronous_commit: bool = True, journal: SettlementJournal | None = None) -> None:
         self.engine = engine
+        self.journal = journal  # settlements at low concurrency: relay.settlement_journal
         self.hold_ttl_s = hold_ttl_s
         self.checkpoint_s = checkpoint_s
         self.writer = LedgerWriter(engine, hold_ttl_s, settlement_synchronous_commit=settlement_synchronous_commit)
@@ -136,22 +138,57 @@ class Billing:
             ) from None
 
     async def settle(self, caller: Caller, request_id: str, held: bool, charge: Charge,
-                     record: dict[str, Any], lease: Lease | None = None, estimate_nanos: int = 0) -> None:
+                     record: dict[str, Any], lease: Lease | None = None, estimate_nanos: int = 0,
+                     on_committed: Callable[[], None] | None = None) -> None:
         """Charge once, release the hold (or draw on the lease) and write the usage record, in one
-        transaction."""
+        transaction; `on_committed` runs once it is. Returns when it is committed, or, with a
+        journal and few requests in flight, once it is in the journal (the commit follows)."""
         if lease is not None:
             held, lease = await self._on_lease(request_id, held, lease)
-        if lease is None:
-            await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, held, record,
-                                              key_id=self._key_holds.get(request_id)))
-            self._forget(request_id)
-            return
-        drawn = self.leases.draw(lease, charge.cost_nanos)
+        drawn = 0 if lease is None else self.leases.draw(lease, charge.cost_nanos)
+        op = SettleOp(caller.account_id, request_id, charge.cost_nanos, held and lease is None, record,
+                      key_id=self._key_holds.get(request_id) if lease is None else None,
+                      lease=None if lease is None else lease.id, draw_nanos=drawn)
+        if self._journaled(op):
+            self._spawn(self._commit_settlement(op, lease, estimate_nanos, on_committed, journaled=True))
+        else:
+            await self._commit_settlement(op, lease, estimate_nanos, on_committed, journaled=False)
+
+    def _journaled(self, op: SettleOp) -> bool:
+        """Whether `op` went to the journal (few requests in flight): its caller need not wait for
+        the commit. Under load it waits, and its batch is shared with other requests'."""
+        if self.journal is None or in_flight.count() > self.journal.max_in_flight:
+            return False
         try:
-            await self.writer.submit(SettleOp(caller.account_id, request_id, charge.cost_nanos, False, record,
-                                              lease=lease.id, draw_nanos=drawn))
+            self.journal.append(op)
+        except OSError:
+            logging.getLogger("relay.billing").exception("settlement journal not written; waiting for the commit")
+            return False
+        return True
+
+    async def _commit_settlement(self, op: SettleOp, lease: Lease | None, estimate_nanos: int,
+                                 on_committed: Callable[[], None] | None, journaled: bool) -> None:
+        try:
+            await self.writer.submit(op)
+        except Exception:
+            if not journaled:
+                raise
+            assert self.journal is not None
+            self.journal.failed()
+            logging.getLogger("relay.billing").exception(
+                "journaled settlement of %s not committed; the journal keeps it for the next start", op.request_id)
+            return
+        else:
+            if journaled:
+                assert self.journal is not None
+                self.journal.committed()
+            if lease is None:
+                self._forget(op.request_id)
+            if on_committed is not None:
+                on_committed()
         finally:
-            await self._finish(lease, estimate_nanos, drawn)
+            if lease is not None:
+                await self._finish(lease, estimate_nanos, op.draw_nanos)
 
     async def abandon(self, caller: Caller, request_id: str, held: bool, record: dict[str, Any],
                       lease: Lease | None = None, estimate_nanos: int = 0) -> None:
@@ -307,6 +344,8 @@ class Billing:
             if lease.in_flight == 0:
                 await self._return(lease)
         await self.writer.close()
+        if self.journal is not None:
+            self.journal.close()
 
 
 @dataclass

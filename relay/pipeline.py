@@ -336,8 +336,9 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
     if tracing.ENABLED:
         ex.mark("settle_start")
     try:
-        await state.billing.settle(caller, ex.id, ex.held, charge, record, ex.lease, ex.estimate_nanos)
-        state.usage_pages.forget(caller.account_id)  # its usage pages show the new record
+        # Its usage pages show the new record once it is committed.
+        await state.billing.settle(caller, ex.id, ex.held, charge, record, ex.lease, ex.estimate_nanos,
+                                   on_committed=lambda: state.usage_pages.forget(caller.account_id))
     finally:
         observe.finish(ex, record)  # metrics, the request's log line, its spans: once, at the end
 

@@ -1,0 +1,101 @@
+"""The settlement journal (relay.settlement_journal) on its own: what is written, when the file is
+emptied or kept, and a replay that commits what a dead process left exactly once, on SQLite and
+PostgreSQL. tests/e2e/test_settlement_journal.py kills a real relay."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import Engine
+
+from relay import ledger, ledger_batch, settlement_journal
+from relay.ledger_batch import HoldOp, SettleOp
+from relay.settlement_journal import SettlementJournal
+from tests.test_group_commit import TTL, charges, record, records
+from tests.test_ledger import db, engine, new_account, rid  # noqa: F401 - fixtures: SQLite and PostgreSQL
+
+
+def settlement(account: int, cost: int, lease: str | None = None) -> SettleOp:
+    request_id = rid()
+    return SettleOp(account, request_id, cost, False, record(account, request_id, cost), lease=lease,
+                    draw_nanos=cost if lease else 0)
+
+
+def die(journal: SettlementJournal) -> None:
+    """What a SIGKILL leaves: the file as written, its lock gone with the process."""
+    assert journal._fd is not None
+    os.close(journal._fd)
+    journal._fd = None
+
+
+def test_the_file_is_emptied_once_everything_written_is_committed(tmp_path: Path) -> None:
+    journal = SettlementJournal(tmp_path, 2)
+    first, second = settlement(1, 5), settlement(1, 7)
+    journal.append(first)
+    journal.append(second)
+    assert journal.path is not None and len(journal.path.read_bytes().splitlines()) == 2
+    journal.committed()
+    assert len(journal.path.read_bytes().splitlines()) == 2  # the second is not committed yet
+    journal.committed()
+    assert journal.path.read_bytes() == b""
+    journal.append(settlement(1, 3))
+    assert len(journal.path.read_bytes().splitlines()) == 1  # appended at the new end
+    journal.committed()
+    journal.close()
+    assert not journal.path.exists()  # a clean shutdown leaves nothing to replay
+
+
+def test_a_settlement_whose_commit_failed_is_kept_for_the_next_start(tmp_path: Path) -> None:
+    journal = SettlementJournal(tmp_path, 2)
+    journal.append(settlement(1, 5))
+    journal.failed()
+    journal.append(settlement(1, 7))
+    journal.committed()
+    assert journal.path is not None and len(journal.path.read_bytes().splitlines()) == 2
+    journal.close()
+    assert journal.path.exists()
+
+
+def test_replay_commits_what_a_dead_process_left_once(engine: Engine, new_account: Callable[..., int],
+                                                     tmp_path: Path) -> None:
+    account = new_account(10_000)
+    lease = rid()
+    assert ledger_batch.commit(engine, [HoldOp(account, lease, 1_000)], TTL) == [None]
+    done, lost, unleased = settlement(account, 100, lease), settlement(account, 200, lease), settlement(account, 50)
+    journal = SettlementJournal(tmp_path, 2)
+    for op in (done, lost, unleased):
+        journal.append(op)
+    assert ledger_batch.commit(engine, [done], TTL) == [None]  # committed before the crash
+    with open(journal.path, "ab") as file:  # type: ignore[arg-type]
+        file.write(b'{"account_id": 1, "request_id": "cut-by-the-')  # the write the kill cut short
+    assert settlement_journal.replay(tmp_path, engine, TTL) == 0  # alive: its own lock keeps it
+    die(journal)
+
+    assert settlement_journal.replay(tmp_path, engine, TTL) == 2
+    assert sorted(c.request_id for c in charges(engine, account)) == sorted([done.request_id, lost.request_id,
+                                                                            unleased.request_id])
+    assert records(engine, account) == 3
+    view = ledger.account_balance(engine, account)
+    assert view.balance_nanos == 10_000 - 350 and view.held_nanos == 1_000 - 300  # drawn from the lease
+    assert list(tmp_path.glob(settlement_journal.PATTERN)) == []
+    assert settlement_journal.replay(tmp_path, engine, TTL) == 0
+    assert ledger.check_invariant(engine, account) == []
+
+
+def test_replay_after_the_lease_expired_charges_without_it(engine: Engine, new_account: Callable[..., int],
+                                                          tmp_path: Path) -> None:
+    account = new_account(10_000)
+    lease = rid()
+    assert ledger_batch.commit(engine, [HoldOp(account, lease, 1_000)], TTL) == [None]
+    lost = settlement(account, 200, lease)
+    journal = SettlementJournal(tmp_path, 2)
+    journal.append(lost)
+    die(journal)
+    assert ledger.release(engine, lease)  # the sweeper freed the dead process's lease first
+    assert settlement_journal.replay(tmp_path, engine, TTL) == 1
+    view = ledger.account_balance(engine, account)
+    assert (view.balance_nanos, view.held_nanos) == (10_000 - 200, 0)
+    assert [c.request_id for c in charges(engine, account)] == [lost.request_id]
+    assert ledger.check_invariant(engine, account) == []
