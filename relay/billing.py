@@ -320,6 +320,8 @@ class Billing:
         while True:
             await anyio.sleep(every_s)
             try:
+                if self.journal is not None:
+                    self.journal.tidy()
                 for lease in self.leases.idle():
                     await self._return(lease)
                 since = time.monotonic() - every_s

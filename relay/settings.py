@@ -59,11 +59,12 @@ class Settings(BaseSettings):
     # loses no charge; a crash of the database's host can lose those of its last ~0.6 s (never a
     # top-up or a hold, and never half a batch). SQLite's WAL + NORMAL makes the same trade.
     settlement_synchronous_commit: bool = True
-    # A directory of the relay's own, kept across restarts (relay.settlement_journal): while no
-    # more than RELAY_SETTLEMENT_JOURNAL_IN_FLIGHT requests are in flight, a settlement is written
-    # there before the answer's last byte leaves and committed to the database right after, instead
-    # of before. A crash of the relay loses no charge: the next relay started on the directory
-    # commits what a dead one left. Unset: every settlement is committed before its answer ends.
+    # PostgreSQL: a directory of the relay's own, kept across restarts (relay.settlement_journal):
+    # while no more than RELAY_SETTLEMENT_JOURNAL_IN_FLIGHT requests are in flight, a settlement is
+    # written there before the answer's last byte leaves and committed to the database right after,
+    # instead of before. A crash of the relay loses no charge: the next relay started on the
+    # directory commits what a dead one left. Unset: every settlement is committed before its
+    # answer ends. (On SQLite, whose commit is local, it measured slower: leave it unset there.)
     settlement_journal_dir: Path | None = None
     settlement_journal_in_flight: int = Field(default=2, ge=1)
     # On SIGTERM `relay serve` stops accepting and lets in-flight requests and streams finish for

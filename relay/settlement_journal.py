@@ -17,9 +17,11 @@ request id) is committed through relay.ledger_batch, as the writer would have; o
 there is skipped, so nobody is charged twice. A crash of the machine itself can lose what the
 page cache had not written out (no fsync: that would cost what the journal saves).
 
-The file is emptied whenever every settlement written to it is committed, and removed at
-shutdown. A settlement whose commit failed stays in it, and the file is no longer emptied,
-until a restart replays it.
+The file is emptied when every settlement written to it is committed and it has grown past
+TRUNCATE_BYTES, or at the next heartbeat (tidy): emptying it after every commit cost ~8 µs a
+request (an ftruncate), and the replay skips what is committed anyway. It is removed at shutdown.
+A settlement whose commit failed stays in it, and the file is no longer emptied, until a restart
+replays it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from relay.ledger_batch import SettleOp
 log = logging.getLogger("relay.journal")
 
 PATTERN = "settlements-*.jsonl"
+TRUNCATE_BYTES = 1 << 20
 
 
 class SettlementJournal:
@@ -53,6 +56,7 @@ class SettlementJournal:
         self._fd: Optional[int] = None
         self._unapplied = 0  # written and not yet committed
         self._failed = 0  # whose commit failed: kept for the replay
+        self._bytes = 0  # in the file now
 
     @staticmethod
     def at(directory: Optional[Path], max_in_flight: int) -> Optional["SettlementJournal"]:
@@ -64,13 +68,19 @@ class SettlementJournal:
         if self._fd is None:
             self._open()
         assert self._fd is not None
-        os.write(self._fd, orjson.dumps(asdict(op)) + b"\n")
+        self._bytes += os.write(self._fd, orjson.dumps(asdict(op)) + b"\n")
         self._unapplied += 1
 
     def committed(self) -> None:
         self._unapplied -= 1
-        if self._unapplied == 0 and self._failed == 0 and self._fd is not None:
+        if self._bytes >= TRUNCATE_BYTES:
+            self.tidy()
+
+    def tidy(self) -> None:
+        """Empty the file if everything in it is committed (Billing.heartbeat calls it)."""
+        if self._bytes and self._unapplied == 0 and self._failed == 0 and self._fd is not None:
             os.ftruncate(self._fd, 0)  # O_APPEND: the next line goes to the new end
+            self._bytes = 0
 
     def failed(self) -> None:
         self._unapplied -= 1
