@@ -20,8 +20,9 @@ page cache had not written out (no fsync: that would cost what the journal saves
 The file is emptied when every settlement written to it is committed and it has grown past
 TRUNCATE_BYTES, or at the next heartbeat (tidy): emptying it after every commit cost ~8 µs a
 request (an ftruncate), and the replay skips what is committed anyway. It is removed at shutdown.
-A settlement whose commit failed stays in it, and the file is no longer emptied, until a restart
-replays it.
+A settlement whose commit failed (the database stayed unreachable through the writer's retries)
+is logged as an error and stays in it, and the file is no longer emptied, until a restart replays
+it; meanwhile its hold, if it had one, stays open.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Optional
@@ -39,7 +39,7 @@ from sqlalchemy import Engine, select
 
 from relay import ledger_batch
 from relay.db.models import UsageRecord
-from relay.db.engine import session_scope
+from relay.db.engine import read_scope
 from relay.ledger_batch import SettleOp
 
 log = logging.getLogger("relay.journal")
@@ -68,7 +68,9 @@ class SettlementJournal:
         if self._fd is None:
             self._open()
         assert self._fd is not None
-        self._bytes += os.write(self._fd, orjson.dumps(asdict(op)) + b"\n")
+        # orjson writes the dataclass itself: dataclasses.asdict deep-copies the record first (~3%
+        # of a lone request's CPU in a profile).
+        self._bytes += os.write(self._fd, orjson.dumps(op, option=orjson.OPT_APPEND_NEWLINE))
         self._unapplied += 1
 
     def committed(self) -> None:
@@ -132,7 +134,7 @@ def _replay_file(path: Path, fd: int, engine: Engine, hold_ttl_s: float) -> int:
         return 0
     ids = [op.request_id for op in ops]
     present: set[str] = set()
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         for start in range(0, len(ids), 500):  # within every driver's limit on bound parameters
             chunk = ids[start:start + 500]
             present.update(session.execute(select(UsageRecord.id).where(
