@@ -27,6 +27,7 @@ it; meanwhile its hold, if it had one, stays open.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -70,7 +71,12 @@ class SettlementJournal:
         assert self._fd is not None
         # orjson writes the dataclass itself: dataclasses.asdict deep-copies the record first (~3%
         # of a lone request's CPU in a profile).
-        self._bytes += os.write(self._fd, orjson.dumps(op, option=orjson.OPT_APPEND_NEWLINE))
+        line = orjson.dumps(op, option=orjson.OPT_APPEND_NEWLINE)
+        written = os.write(self._fd, line)
+        if written != len(line):  # a full disk: take the piece back (the next line must start whole)
+            os.ftruncate(self._fd, self._bytes)
+            raise OSError(errno.ENOSPC, f"settlement journal {self.path}: {written} of {len(line)} bytes written")
+        self._bytes += written
         self._unapplied += 1
 
     def committed(self) -> None:

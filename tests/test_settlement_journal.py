@@ -154,3 +154,19 @@ def test_a_settlement_returns_before_its_commit_only_with_few_requests_in_flight
     view = ledger.account_balance(engine, account)
     assert (view.balance_nanos, view.held_nanos) == (10_000 - 200, 0)
     assert ledger.check_invariant(engine, account) == []
+
+
+def test_a_short_write_is_taken_back_and_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the piece written is removed (the next line must start whole) and append
+    raises, so that Billing waits for the commit instead."""
+    journal = SettlementJournal(tmp_path, 2)
+    first = settlement(1, 5)
+    journal.append(first)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))
+    with pytest.raises(OSError):
+        journal.append(settlement(1, 7))
+    monkeypatch.undo()
+    third = settlement(1, 9)
+    journal.append(third)
+    assert journal.path is not None and lines(journal.path) == [first.request_id, third.request_id]
