@@ -211,9 +211,10 @@ def build_app(settings: Settings | None = None, state: RelayState | None = None)
         gc.set_threshold(*GC_THRESHOLDS)
         loop = asyncio.get_running_loop()
         upstream_client.configure(upstream_policy(relay.settings))
-        if relay.settings.settlement_journal_dir:  # what a dead relay left, committed before serving
-            await anyio.to_thread.run_sync(settlement_journal.replay, relay.settings.settlement_journal_dir,
-                                           relay.engine, relay.settings.hold_ttl_s)
+        journal = relay.billing.journal
+        if journal is not None:  # what a dead relay left, committed before serving
+            await anyio.to_thread.run_sync(settlement_journal.replay, journal.directory, relay.engine,
+                                           relay.billing.hold_ttl_s)
         sweeper = loop.create_task(sweep_expired_holds(relay.billing))
         heartbeat = loop.create_task(relay.billing.heartbeat())
         recheck = loop.create_task(recheck_failing(relay))  # failing keys rejoin once they work

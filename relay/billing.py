@@ -145,14 +145,16 @@ class Billing:
         journal and few requests in flight, once it is in the journal (the commit follows)."""
         if lease is not None:
             held, lease = await self._on_lease(request_id, held, lease)
-        drawn = 0 if lease is None else self.leases.draw(lease, charge.cost_nanos)
-        op = SettleOp(caller.account_id, request_id, charge.cost_nanos, held and lease is None, record,
-                      key_id=self._key_holds.get(request_id) if lease is None else None,
-                      lease=None if lease is None else lease.id, draw_nanos=drawn)
-        if self._journaled(op):
-            self._spawn(self._commit_settlement(op, lease, estimate_nanos, on_committed, journaled=True))
+        if lease is None:
+            op = SettleOp(caller.account_id, request_id, charge.cost_nanos, held, record,
+                          key_id=self._key_holds.get(request_id))
         else:
-            await self._commit_settlement(op, lease, estimate_nanos, on_committed, journaled=False)
+            op = SettleOp(caller.account_id, request_id, charge.cost_nanos, False, record, lease=lease.id,
+                          draw_nanos=self.leases.draw(lease, charge.cost_nanos))
+        if self._journaled(op):
+            self._spawn(self._commit_settlement(op, lease, estimate_nanos, on_committed, self.journal))
+        else:
+            await self._commit_settlement(op, lease, estimate_nanos, on_committed, None)
 
     def _journaled(self, op: SettleOp) -> bool:
         """Whether `op` went to the journal (few requests in flight): its caller need not wait for
@@ -167,21 +169,21 @@ class Billing:
         return True
 
     async def _commit_settlement(self, op: SettleOp, lease: Lease | None, estimate_nanos: int,
-                                 on_committed: Callable[[], None] | None, journaled: bool) -> None:
+                                 on_committed: Callable[[], None] | None,
+                                 journal: SettlementJournal | None) -> None:
+        """Commit `op`; `journal` is the one it was written to, if any (its caller did not wait)."""
         try:
             await self.writer.submit(op)
         except Exception:
-            if not journaled:
+            if journal is None:
                 raise
-            assert self.journal is not None
-            self.journal.failed()
+            journal.failed()
             logging.getLogger("relay.billing").exception(
                 "journaled settlement of %s not committed; the journal keeps it for the next start", op.request_id)
             return
         else:
-            if journaled:
-                assert self.journal is not None
-                self.journal.committed()
+            if journal is not None:
+                journal.committed()
             if lease is None:
                 self._forget(op.request_id)
             if on_committed is not None:
