@@ -105,7 +105,8 @@ async def make(redis_url, prefix):
 
 @pytest.fixture
 def limiter(make, clock) -> RedisLimiter:
-    return make(clock=clock)
+    """Every admission in Redis: the window's arithmetic, as in process (slices: test_limit_slices.py)."""
+    return make(clock=clock, take_slices=False)
 
 
 async def admit_many(limiter, n: int, limits: Limits = STARTER, tokens: int = 1, key: str = "acct"):

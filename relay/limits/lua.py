@@ -28,19 +28,23 @@ end
 
 # ARGV: rpm, tpm, tokens, window_us, reservation id, now_us (-1: server TIME, so that
 # instances with skewed clocks agree), record (1; 0 for a peek that only prunes and reads), then
-# any settlements of the key still to apply, as pairs of reservation id and actual tokens (the
-# backend sends them with the key's next admission, saving a round trip each).
-# Returns {exceeded, used_requests, used_tokens, reset_requests_us, reset_tokens_us, retry_us}
-# with retry_us = -1 for "none".
+# a slice to take beside the entry (relay.limits.slices): its id ('' for none), requests, tokens,
+# the requests and tokens that must stay free after it, its life in µs; then any settlements of
+# the key still to apply, as pairs of reservation id and actual tokens (the backend sends them with
+# the key's next admission, saving a round trip each).
+# Returns {exceeded, used_requests, used_tokens, reset_requests_us, reset_tokens_us, retry_us,
+# slice granted (1/0), now_us} with retry_us = -1 for "none".
 ADMIT = _COMMON + """
 local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, id = tonumber(ARGV[4]), ARGV[5]
 local now = server_now(tonumber(ARGV[6]))
 local record = ARGV[7] ~= '0'
+local slice_id, slice_requests, slice_tokens = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local room_requests, room_tokens, slice_life = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local shift = window - now  -- an entry admitted at t leaves the window t + shift from now
 local cutoff = int(now - window)
 
-for i = 8, #ARGV, 2 do correct(ARGV[i], tonumber(ARGV[i + 1]), now, window) end
+for i = 14, #ARGV, 2 do correct(ARGV[i], tonumber(ARGV[i + 1]), now, window) end
 
 -- Reads the ids (and scores) of entries [start, start + size - 1] in one direction, with their tokens.
 local function page(cmd, start, size)
@@ -137,7 +141,62 @@ if exceeded ~= 0 and rpm >= 1 and tokens <= tpm then
   end
 end
 
-return {exceeded, count, used, reset_requests, reset_tokens, retry}
+-- The slice: its entries scored at the end of its life (none leaves before a request it admits
+-- would), its tokens on its first entry, so that they too leave with the window if never returned.
+local granted = 0
+if exceeded == 0 and record and slice_id ~= ''
+    and rpm - count_after >= room_requests and tpm - used_after >= room_tokens then
+  local at, members = int(now + slice_life), {}
+  for i = 1, slice_requests do
+    members[#members + 1] = at
+    members[#members + 1] = slice_id .. ':' .. i
+  end
+  redis.call('ZADD', req_key, unpack(members))
+  redis.call('HSET', tok_key, slice_id .. ':1', int(slice_tokens))
+  redis.call('HINCRBY', tok_key, SUM, int(slice_tokens))
+  local ttl = int((window + slice_life) / 1000 + 1000)
+  redis.call('PEXPIRE', req_key, ttl)
+  redis.call('PEXPIRE', tok_key, ttl)
+  granted = 1
+end
+
+return {exceeded, count, used, reset_requests, reset_tokens, retry, granted, now}
+"""
+
+# ARGV: slice id, its requests, window_us, now_us (-1: server TIME), then for each entry spent:
+# its number, admission time (µs) and tokens. The spent entries take their real time and tokens,
+# the others leave; nothing is done if the slice already left with the window. Returns 1 if done.
+RETURN_SLICE = _COMMON + """
+local id, requests, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = server_now(tonumber(ARGV[4]))
+local first = id .. ':1'
+local at = redis.call('ZSCORE', req_key, first)
+if not at or tonumber(at) <= now - window then return 0 end
+local held = tonumber(redis.call('HGET', tok_key, first)) or 0
+local spent, scores, tokens, total = {}, {}, {}, 0
+for i = 5, #ARGV, 3 do
+  local member = id .. ':' .. ARGV[i]
+  spent[ARGV[i]] = true
+  scores[#scores + 1] = ARGV[i + 1]
+  scores[#scores + 1] = member
+  tokens[#tokens + 1] = member
+  tokens[#tokens + 1] = ARGV[i + 2]
+  total = total + tonumber(ARGV[i + 2])
+end
+local unspent = {}
+for i = 1, requests do
+  if not spent[tostring(i)] then unspent[#unspent + 1] = id .. ':' .. i end
+end
+if #unspent > 0 then
+  redis.call('ZREM', req_key, unpack(unspent))
+  redis.call('HDEL', tok_key, unpack(unspent))
+end
+if #scores > 0 then
+  redis.call('ZADD', req_key, unpack(scores))
+  redis.call('HSET', tok_key, unpack(tokens))
+end
+redis.call('HINCRBY', tok_key, SUM, int(total - held))
+return 1
 """
 
 # ARGV: reservation id, actual tokens, window_us, now_us (-1: server TIME). Returns 1 if corrected.

@@ -9,7 +9,9 @@ Each admission is one EVALSHA of a script that prunes, checks RPM and TPM togeth
 entry and sets PEXPIRE (one window + 1 s) on both keys, so an idle account's keys disappear.
 A settlement (the actual tokens replacing the pre-counted ones) waits for the key's next
 admission and goes in the same call, so a request costs one round trip, not two; a key with no
-admission within `SETTLE_WITHIN` seconds has its settlements sent on their own.
+admission within `SETTLE_WITHIN` seconds has its settlements sent on their own. Far under its
+limits, an admission also takes a slice of the window, and the key's next requests are admitted
+from it here without a round trip (relay.limits.slices).
 
 When Redis is unreachable the call is served by a per-instance `MemoryLimiter` (fail open to
 local limits, never to no limits), an ERROR is logged on `relay.limits` at most once per
@@ -35,9 +37,11 @@ from relay.limits.base import (
     make_decision,
     new_reservation,
 )
-from relay.limits.lua import ADMIT, SETTLE
+from relay.limits import slices
+from relay.limits.lua import ADMIT, RETURN_SLICE, SETTLE
 from relay.limits.memory import MemoryLimiter
 from relay.limits.redis_link import Link, Script
+from relay.limits.slices import Slice
 
 logger = logging.getLogger("relay.limits")
 
@@ -64,6 +68,7 @@ class RedisLimiter:
         pool_timeout: float = 1.0,
         retry_interval: float = 1.0,
         clock: Callable[[], float] | None = None,
+        take_slices: bool = True,
     ) -> None:
         # Short timeouts and one immediate retry (for a pooled connection that went stale): a
         # stall would hold up every request in an outage. A burst waits briefly for a connection
@@ -71,6 +76,7 @@ class RedisLimiter:
         self._link = Link(url, timeout=timeout, max_connections=max_connections, pool_timeout=pool_timeout)
         self._admit = Script(self._link, ADMIT)
         self._settle = Script(self._link, SETTLE)
+        self._return_slice = Script(self._link, RETURN_SLICE)
         self._prefix = prefix
         self._window = round(window * US)
         self._clock = clock  # None: Redis server time; tests may inject one
@@ -81,6 +87,10 @@ class RedisLimiter:
         self._unsent: dict[str, list[str]] = {}  # key → settlements for its next admission: id, tokens, …
         self._send_unsent: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task] = set()
+        self._take_slices = take_slices
+        self._slices: dict[str, Slice] = {}  # key → the slice its requests are admitted from
+        self._slices_by_id: dict[str, Slice] = {}  # until returned: where its settlements go
+        self._taking: dict[str, asyncio.Future[None]] = {}  # key → its admission asking for a slice, done
         self._retry_at = 0.0
         self._logged_at: float | None = None
         self._error = ""
@@ -93,7 +103,17 @@ class RedisLimiter:
         return -1 if self._clock is None else round(self._clock() * US)
 
     async def admit(self, key: str, limits: Limits, tokens: int) -> Decision:
-        decision = await self._run(key, limits, max(0, int(tokens)), record=True)
+        tokens = max(0, int(tokens))
+        taking = self._taking.get(key)
+        if taking is not None:  # a slice on its way may admit this request too
+            await asyncio.shield(taking)
+        held = self._slices.get(key)
+        if held is not None:
+            now = self._slice_now(held)
+            if held.fits(limits, tokens, now):
+                return held.admit(tokens, now)
+            self._give_back(held)
+        decision = await self._run(key, limits, tokens, record=True)
         if decision.reservation is None or not decision.reservation.startswith(LOCAL):
             if len(self._last) >= MAX_REMEMBERED:
                 self._last.clear()  # bounded: a forgotten key just waits for one admission
@@ -101,6 +121,9 @@ class RedisLimiter:
         return decision
 
     def ample(self, key: str, limits: Limits, tokens: int) -> bool:
+        held = self._slices.get(key)
+        if held is not None and held.fits(limits, tokens, self._slice_now(held)):
+            return False  # admitted here at once: nothing to run beside the request
         last = self._last.get(key)
         return last is not None and not self._down and ample_room(last, limits, tokens)
 
@@ -111,15 +134,24 @@ class RedisLimiter:
         if self._down and time.monotonic() < self._retry_at:
             return self._local.admit_now(key, limits, tokens, record)
         reservation = new_reservation() if record else ""
+        plan = self._slice_plan(key, limits, tokens, record)
+        slice_args = (reservation, plan.requests, plan.tokens, plan.room_requests, plan.room_tokens,
+                      round(slices.LIFE * US)) if plan else ("", 0, 0, 0, 0, 0)
         args = [limits.rpm, limits.tpm, tokens, self._window, reservation, self._now_arg(), int(record),
-                *self._unsent.pop(key, ())]
+                *slice_args, *self._unsent.pop(key, ())]
         try:
             reply = await self._admit(keys=self.keys(key), args=args)
         except _ERRORS as exc:  # settlements sent with it are lost: their entries leave with the window
             self._failed(exc)
             return self._local.admit_now(key, limits, tokens, record)
+        finally:
+            if plan:
+                self._taking.pop(key).set_result(None)
         self._recovered()
-        exceeded, used_requests, used_tokens, reset_requests, reset_tokens, retry = map(int, reply)
+        exceeded, used_requests, used_tokens, reset_requests, reset_tokens, retry, granted, now = map(int, reply)
+        if granted and plan:
+            self._hold(Slice(reservation, key, limits, plan.requests, plan.tokens, now, used_requests + 1,
+                             used_tokens + tokens, self._window))
         return make_decision(
             limits,
             tokens,
@@ -136,6 +168,14 @@ class RedisLimiter:
     async def settle(self, key: str, reservation: str, actual_tokens: int) -> None:
         if reservation.startswith(LOCAL):
             return await self._local.settle(key, reservation, actual_tokens)
+        slice_id, _, entry = reservation.partition(":")
+        held = self._slices_by_id.get(slice_id) if entry else None
+        if held is not None:
+            if held.returning:  # applied once the return has reached Redis
+                held.late.append((reservation, actual_tokens))
+            else:
+                held.settle(int(entry), max(0, int(actual_tokens)))
+            return None
         if self._down and time.monotonic() < self._retry_at:
             return  # the entry keeps its pre-counted tokens and expires with the window
         self._unsent.setdefault(key, []).extend((reservation, str(max(0, int(actual_tokens)))))
@@ -164,6 +204,52 @@ class RedisLimiter:
         else:
             self._recovered()
 
+    # Slices (relay.limits.slices)
+
+    def _slice_plan(self, key: str, limits: Limits, tokens: int, record: bool) -> slices.Plan | None:
+        if not (self._take_slices and record) or key in self._taking or key in self._slices:
+            return None  # one slice at a time per key; concurrent admissions go to Redis meanwhile
+        plan = slices.plan(limits, tokens)
+        if plan is not None:
+            self._taking[key] = asyncio.get_running_loop().create_future()
+        return plan
+
+    def _slice_now(self, held: Slice) -> int:
+        """Now on the window's clock: Redis's time when the slice was taken plus the time since."""
+        if self._clock is not None:
+            return round(self._clock() * US)
+        return held.taken_us + round((time.monotonic() - held.taken_at) * US)
+
+    def _hold(self, held: Slice) -> None:
+        self._slices[held.key] = self._slices_by_id[held.id] = held
+        held.expiry = asyncio.get_running_loop().call_later(slices.LIFE, self._give_back, held)
+
+    def _give_back(self, held: Slice) -> None:
+        """Stops admitting from the slice and returns it to Redis, off the request's path."""
+        if held.returning:
+            return
+        held.returning = True
+        if held.expiry is not None:
+            held.expiry.cancel()
+        if self._slices.get(held.key) is held:
+            del self._slices[held.key]
+        task = asyncio.get_running_loop().create_task(self._send_back(held))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_back(self, held: Slice) -> None:
+        try:
+            await self._return_slice(keys=self.keys(held.key), args=[
+                held.id, held.requests, self._window, self._now_arg(), *held.returned_entries()])
+        except _ERRORS as exc:  # its entries stay counted until they leave with the window
+            self._failed(exc)
+        else:
+            self._recovered()
+        finally:
+            del self._slices_by_id[held.id]
+        for reservation, tokens in held.late:
+            await self.settle(held.key, reservation, tokens)
+
     async def ping(self) -> LimiterHealth:
         try:
             await self._link.call("PING")
@@ -175,12 +261,14 @@ class RedisLimiter:
         return LimiterHealth("redis", ok=True, degraded=False, detail=f"redis {self._link.where}")
 
     async def close(self) -> None:
-        """Sends the settlements still waiting, then closes the connections."""
+        """Returns the slices and sends the settlements still waiting, then closes the connections."""
+        for held in list(self._slices.values()):
+            self._give_back(held)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
         if self._send_unsent is not None:
             self._send_unsent.cancel()
             self._send_unsent = None
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
         if self._unsent and not self._down:
             await self._send(self._take_unsent())
         await self._link.close()
