@@ -139,10 +139,15 @@ class Billing:
 
     async def settle(self, caller: Caller, request_id: str, held: bool, charge: Charge,
                      record: dict[str, Any], lease: Lease | None = None, estimate_nanos: int = 0,
-                     on_committed: Callable[[], None] | None = None) -> None:
+                     on_committed: Callable[[], None] | None = None, stream: bool = False) -> None:
         """Charge once, release the hold (or draw on the lease) and write the usage record, in one
         transaction; `on_committed` runs once it is. Returns when it is committed, or, with a
-        journal and few requests in flight, once it is in the journal (the commit follows)."""
+        journal and few requests in flight, once it is in the journal (the commit follows).
+
+        A `stream`'s settlement always waits for its commit: a commit left to run beside the
+        client's next stream delayed that stream's first byte (PostgreSQL, c=1: +TTFT 1.02 ms
+        without the journal, 2.10 with it), and the few milliseconds it adds to the end of a
+        stream cost it little."""
         if lease is not None:
             held, lease = await self._on_lease(request_id, held, lease)
         if lease is None:
@@ -151,7 +156,7 @@ class Billing:
         else:
             op = SettleOp(caller.account_id, request_id, charge.cost_nanos, False, record, lease=lease.id,
                           draw_nanos=self.leases.draw(lease, charge.cost_nanos))
-        if self._journaled(op):
+        if not stream and self._journaled(op):
             self._spawn(self._commit_settlement(op, lease, estimate_nanos, on_committed, self.journal))
         else:
             await self._commit_settlement(op, lease, estimate_nanos, on_committed, None)

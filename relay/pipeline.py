@@ -338,7 +338,8 @@ async def _settle(state: RelayState, ex: Exchange, call: Call, model: CatalogMod
     try:
         # Its usage pages show the new record once it is committed.
         await state.billing.settle(caller, ex.id, ex.held, charge, record, ex.lease, ex.estimate_nanos,
-                                   on_committed=lambda: state.usage_pages.forget(caller.account_id))
+                                   on_committed=lambda: state.usage_pages.forget(caller.account_id),
+                                   stream=call.stream)
     finally:
         observe.finish(ex, record)  # metrics, the request's log line, its spans: once, at the end
 

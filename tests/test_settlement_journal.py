@@ -122,18 +122,18 @@ def test_replay_after_the_lease_expired_charges_without_it(engine: Engine, new_a
 def test_a_settlement_returns_before_its_commit_only_with_few_requests_in_flight(
         engine: Engine, new_account: Callable[..., int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Billing.settle: alone, it returns once the journal has it, and the commit follows (with its
-    on_committed); with more requests in flight than RELAY_SETTLEMENT_JOURNAL_IN_FLIGHT it waits for
-    the commit and writes nothing to the journal."""
+    on_committed); with more requests in flight than RELAY_SETTLEMENT_JOURNAL_IN_FLIGHT, or for a
+    stream, it waits for the commit and writes nothing to the journal."""
     account = new_account(10_000)
     caller = Caller(account, "journal", 1, get_tier("starter"), 60, 100_000)
-    alone, crowded = rid(), rid()
+    alone, crowded, stream = rid(), rid(), rid()
     shown: list[str] = []
 
     async def run() -> None:
         billing = Billing(engine, TTL, journal=SettlementJournal(tmp_path, 2))
         journal = billing.journal
         assert journal is not None
-        for request_id in (alone, crowded):
+        for request_id in (alone, crowded, stream):
             await billing.hold(caller, request_id, 500)
         with monkeypatch.context() as serving:
             serving.setattr(in_flight, "_serving", 1)
@@ -146,13 +146,18 @@ def test_a_settlement_returns_before_its_commit_only_with_few_requests_in_flight
                                  on_committed=lambda: shown.append(crowded))
             assert crowded in shown and crowded in {c.request_id for c in charges(engine, account)}
             assert crowded not in lines(journal.path)
+            serving.setattr(in_flight, "_serving", 1)
+            await billing.settle(caller, stream, True, Charge(30, 15), record(account, stream, 30),
+                                 on_committed=lambda: shown.append(stream), stream=True)
+            assert stream in shown and stream in {c.request_id for c in charges(engine, account)}
+            assert stream not in lines(journal.path)
         await billing.close()
-        assert sorted(shown) == sorted([alone, crowded])
+        assert sorted(shown) == sorted([alone, crowded, stream])
         assert not journal.path.exists()
 
     asyncio.run(run())
     view = ledger.account_balance(engine, account)
-    assert (view.balance_nanos, view.held_nanos) == (10_000 - 200, 0)
+    assert (view.balance_nanos, view.held_nanos) == (10_000 - 230, 0)
     assert ledger.check_invariant(engine, account) == []
 
 

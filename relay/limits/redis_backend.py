@@ -208,7 +208,7 @@ class RedisLimiter:
 
     def _slice_plan(self, key: str, limits: Limits, tokens: int, record: bool) -> slices.Plan | None:
         if not (self._take_slices and record) or key in self._taking or key in self._slices:
-            return None  # one slice at a time per key; concurrent admissions go to Redis meanwhile
+            return None  # one slice at a time per key (admissions meanwhile wait for it: admit)
         plan = slices.plan(limits, tokens)
         if plan is not None:
             self._taking[key] = asyncio.get_running_loop().create_future()

@@ -3,7 +3,8 @@ relay process: answers that went out while the database could not commit their s
 charged after a SIGKILL, by the next relay started on the journal's directory, each exactly once.
 
 The database is made to lag by a lock the test holds (a row lock on the account on PostgreSQL,
-SQLite's write lock): the writer's commits wait behind it, the journaled answers do not.
+SQLite's write lock): the writer's commits wait behind it, the journaled answers do not. A
+stream's settlement is never journaled (relay.billing.Billing.settle): its end waits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Iterator
 import httpx
 import orjson
 import psycopg
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -27,10 +29,10 @@ from relay.db.models import LedgerEntry, UsageRecord
 BODY = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "journal"}]}
 
 
-def ask(url: str, key: str, stream: bool = False) -> str:
+def ask(url: str, key: str, stream: bool = False, timeout: float = 10) -> str:
     body = {**BODY, "stream": True} if stream else BODY
     answer = httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
-                        timeout=10)
+                        timeout=timeout)
     assert answer.status_code == 200, answer.text
     if stream:
         assert answer.text.rstrip().endswith("data: [DONE]")
@@ -89,7 +91,9 @@ def test_journaled_answers_are_charged_after_a_sigkill(relay, make_account, spaw
     time.sleep(0.3)  # the lease taken beside them is in place
 
     with commits_held_up(engine, account.id):
-        lagging = [ask(victim.url, account.key, stream=i % 2 == 1) for i in range(6)]  # answered at once
+        lagging = [ask(victim.url, account.key) for _ in range(6)]  # answered at once
+        with pytest.raises(httpx.ReadTimeout):  # a stream's end waits for its commit
+            ask(victim.url, account.key, stream=True, timeout=1.5)
         assert not set(lagging) & settled(engine, account.id)[0]  # none of them committed yet
         journaled = {orjson.loads(line)["request_id"] for path in journal.glob("settlements-*.jsonl")
                      for line in path.read_bytes().splitlines()}
