@@ -107,6 +107,9 @@ def options() -> argparse.Namespace:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--poll-every-ms", type=float, default=0,
                     help="the poller's pace: 0 = a tight loop (the default), 100 = ten polls a second")
+    ap.add_argument("--control", action="store_true",
+                    help="also chat while the same client polls GET /healthz (no database, no limiter): what a "
+                         "tight-loop HTTP poller costs on this machine by itself")
     ap.add_argument("--port-base", type=int, default=19500)
     ap.add_argument("--upstream-python", default=os.environ.get("BENCH_UPSTREAM_PYTHON", "/tmp/venv-bench/bin/python"))
     ap.add_argument("--relay-start-timeout", type=float, default=120)
@@ -199,6 +202,7 @@ def main() -> None:
         usage_idle = page_latency(usage_url, {"Authorization": f"Bearer {hot_key}"})
         accounts_idle = page_latency(accounts_url, {"Authorization": f"Bearer {ADMIN_KEY}"})
         alone, polled, polls, alone_cores, relay_cores, poller_cores, poll_rates = [], [], [], [], [], [], []
+        controlled, control_rates = [], []
         for rep in range(1, args.reps + 1):
             rate, cores = chat_point(peer, relay, body, args.conc, args.duration)
             alone.append(rate)
@@ -213,6 +217,15 @@ def main() -> None:
             poller_cores.append(poller.cpu_s / args.duration)
             poll_rates.append(len(poller.latencies_ms) / args.duration)
             polls.extend(poller.latencies_ms)
+            if args.control:
+                control = Poller(f"http://127.0.0.1:{args.port_base + 1}/healthz", hot_key, args.poll_every_ms / 1000)
+                control.start()
+                controlled.append(chat_point(peer, relay, body, args.conc, args.duration)[0])
+                control.stopping.set()
+                control.join()
+                control_rates.append(len(control.latencies_ms) / args.duration)
+                print(f"rep {rep}: chat with a /healthz poller {controlled[-1]:,.0f} req/s "
+                      f"({control_rates[-1]:,.0f} polls a second)", flush=True)
             print(f"rep {rep}: chat alone {alone[-1]:,.0f} req/s, with the poller {polled[-1]:,.0f} req/s "
                   f"({len(poller.latencies_ms)} polls, {poller.errors} errors; the polling client used "
                   f"{poller_cores[-1]:.2f} cores)", flush=True)
@@ -226,6 +239,9 @@ def main() -> None:
             "| figure | value |", "|---|---|",
             f"| chat c={args.conc} req/s alone (median of {args.reps}) | {a:,.0f} |",
             f"| chat c={args.conc} req/s while one client polls GET /v1/usage {pace} | {p:,.0f} ({(p - a) / a:+.0%}) |",
+            *([f"| chat c={args.conc} req/s while the client polls GET /healthz {pace} instead (control; "
+               f"{statistics.median(control_rates):,.0f} polls/s) | {statistics.median(controlled):,.0f} "
+               f"({(statistics.median(controlled) - a) / a:+.0%}) |"] if controlled else []),
             f"| the relay's CPU, cores: chat alone / with the poller | {statistics.median(alone_cores):.2f} / "
             f"{statistics.median(relay_cores):.2f} |",
             f"| polls per second; CPU of the polling client (cores, of 2) | {statistics.median(poll_rates):,.0f}; "
