@@ -95,3 +95,37 @@ def test_a_full_batch_is_written_at_once_and_switches_apply_as_they_were(lines: 
     assert "req_batch_-1" not in {r.msg["request_id"] for r in lines.records}
     assert _value("relay_requests_total", route="chat", model="batch-off-model", provider="openai",
                   source="pool", status="200") == 1  # metrics were on: counted
+
+
+def test_the_timers_flush_writes_a_step_per_turn_of_the_loop(lines: Lines) -> None:
+    """No request waits behind a whole batch: FLUSH_STEP lines per turn, all of them in order."""
+    ex = SimpleNamespace(tried=[], client_request_id=None, marks=None)
+    turns: list[int] = []  # the loop's turn when each line was written
+    turn = 0
+    written = lines.emit
+
+    def emit(record: logging.LogRecord) -> None:
+        written(record)
+        turns.append(turn)
+
+    lines.emit = emit  # type: ignore[method-assign]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            nonlocal turn
+            turn += 1
+            loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        for n in range(3 * observe.FLUSH_STEP + 5):
+            observe.finish(ex, _record(n, "batch-step-model"))
+        await asyncio.sleep(observe.FLUSH_DELAY_S + 0.1)
+
+    asyncio.run(main())
+    assert [r.msg["request_id"] for r in lines.records] == [f"req_batch_{n}" for n in range(3 * observe.FLUSH_STEP + 5)]
+    per_turn = [turns.count(t) for t in sorted(set(turns))]
+    assert per_turn == [observe.FLUSH_STEP] * 3 + [5]
+    assert _value("relay_requests_total", route="chat", model="batch-step-model", provider="openai",
+                  source="pool", status="200") == 3 * observe.FLUSH_STEP + 5
