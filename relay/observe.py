@@ -87,15 +87,18 @@ def _tokens(model: str, kind: str) -> Any:
 # request (bench_gateway --observability-compare), against ~11 µs per request for the same code
 # run as a batch; counters are also summed per series first (_count).
 # Each: (ex, record, count it, log it, finish time, its line when tracing already built it).
-_pending: list[tuple[Any, dict[str, Any], bool, bool, float, RequestLine | None]] = []
-_flush_at: tuple[asyncio.AbstractEventLoop, asyncio.Handle] | None = None
+_Finished = tuple[Any, dict[str, Any], bool, bool, float, RequestLine | None]
+_pending: list[_Finished] = []
+_writing: list[_Finished] = []  # the timer's batch, being written FLUSH_STEP requests per turn
+_flush_at: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 # How late a line or a counter may be (GET /metrics and shutdown flush first): batches of 50 ms
 # still cost 60–80 µs a request at c=1, of 250 ms 20–50 µs.
 FLUSH_DELAY_S = 0.25
 MAX_PENDING = 1024
-# Requests the timer's flush counts and logs per turn of the loop. A 250 ms batch done in one go
-# (~275 requests at c=1, ~3 ms) held up whichever request came meanwhile: the relay's +p99 at c=1
-# was 3.9 ms with metrics and the request log on, 1.9 with them off (bench_gateway, 3 reps).
+# Requests of the timer's batch counted and logged per turn of the loop. A 250 ms batch done in
+# one go (~275 requests at c=1, ~3 ms) held up whichever request came meanwhile: the relay's +p99
+# at c=1 was 3.9 ms with metrics and the request log on, 1.9 with them off (bench_gateway, 3 reps).
+# Only the batch is stepped: requests that finish meanwhile wait for the next timer, as batches.
 FLUSH_STEP = 32
 
 
@@ -128,23 +131,31 @@ def flush() -> None:
         if not _flush_at[0].is_closed():
             _flush_at[1].cancel()
         _flush_at = None
-    _write(len(_pending))
+    _write(_writing, len(_writing))  # older than the pending ones
+    _write(_pending, len(_pending))
 
 
 def _flush_in_steps() -> None:
-    """The timer's flush: FLUSH_STEP requests now, the rest in the loop's next turns."""
+    """The timer's flush: the batch waiting now, FLUSH_STEP requests per turn of the loop."""
     global _flush_at
     _flush_at = None
-    _write(FLUSH_STEP)
-    if _pending:
-        loop = asyncio.get_running_loop()
-        _flush_at = (loop, loop.call_soon(_flush_in_steps))
+    stepping = bool(_writing)  # (a step of the previous batch is already scheduled)
+    _writing.extend(_pending)
+    del _pending[:]
+    if not stepping:
+        _step()
 
 
-def _write(most: int) -> None:
-    """Count and log the `most` requests that finished first."""
-    done = _pending[:most]
-    del _pending[:most]
+def _step() -> None:
+    _write(_writing, FLUSH_STEP)
+    if _writing:
+        asyncio.get_running_loop().call_soon(_step)
+
+
+def _write(finished: list[_Finished], most: int) -> None:
+    """Count and log the `most` requests of `finished` that finished first."""
+    done = finished[:most]
+    del finished[:most]
     _count([(ex, record) for ex, record, count, _, _, _ in done if count])
     for ex, record, _, log, at, line in done:
         if log:

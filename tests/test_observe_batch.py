@@ -98,7 +98,8 @@ def test_a_full_batch_is_written_at_once_and_switches_apply_as_they_were(lines: 
 
 
 def test_the_timers_flush_writes_a_step_per_turn_of_the_loop(lines: Lines) -> None:
-    """No request waits behind a whole batch: FLUSH_STEP lines per turn, all of them in order."""
+    """No request waits behind a whole batch: FLUSH_STEP lines per turn, all of them in order;
+    requests that finish meanwhile wait for the next timer, as a batch of their own."""
     ex = SimpleNamespace(tried=[], client_request_id=None, marks=None)
     turns: list[int] = []  # the loop's turn when each line was written
     turn = 0
@@ -116,16 +117,21 @@ def test_the_timers_flush_writes_a_step_per_turn_of_the_loop(lines: Lines) -> No
         def tick() -> None:
             nonlocal turn
             turn += 1
+            if len(lines.records) == observe.FLUSH_STEP:  # the first step is written: two finish now
+                for n in (1000, 1001):
+                    observe.finish(ex, _record(n, "batch-step-model"))
             loop.call_soon(tick)
 
         loop.call_soon(tick)
         for n in range(3 * observe.FLUSH_STEP + 5):
             observe.finish(ex, _record(n, "batch-step-model"))
-        await asyncio.sleep(observe.FLUSH_DELAY_S + 0.1)
+        await asyncio.sleep(2 * observe.FLUSH_DELAY_S + 0.1)
 
     asyncio.run(main())
-    assert [r.msg["request_id"] for r in lines.records] == [f"req_batch_{n}" for n in range(3 * observe.FLUSH_STEP + 5)]
+    batch = 3 * observe.FLUSH_STEP + 5
+    assert [r.msg["request_id"] for r in lines.records] == [f"req_batch_{n}" for n in [*range(batch), 1000, 1001]]
     per_turn = [turns.count(t) for t in sorted(set(turns))]
-    assert per_turn == [observe.FLUSH_STEP] * 3 + [5]
+    assert per_turn == [observe.FLUSH_STEP] * 3 + [5, 2]
+    assert turns[batch] - turns[batch - 1] > 100  # the late two: a timer later, not with the steps
     assert _value("relay_requests_total", route="chat", model="batch-step-model", provider="openai",
-                  source="pool", status="200") == 3 * observe.FLUSH_STEP + 5
+                  source="pool", status="200") == batch + 2
