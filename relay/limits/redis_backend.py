@@ -207,7 +207,7 @@ class RedisLimiter:
     # Slices (relay.limits.slices)
 
     def _slice_plan(self, key: str, limits: Limits, tokens: int, record: bool) -> slices.Plan | None:
-        if not (self._take_slices and record) or key in self._taking or key in self._slices:
+        if not (self._take_slices and record) or key in self._taking:
             return None  # one slice at a time per key (admissions meanwhile wait for it: admit)
         plan = slices.plan(limits, tokens)
         if plan is not None:

@@ -70,11 +70,11 @@ class Slice:
     expiry: asyncio.TimerHandle | None = None
     spent: list[list[int]] = field(default_factory=list)  # per entry spent: [admitted_us, tokens]
     spent_tokens: int = 0
-    returning: bool = False
+    returning: bool = False  # given back: no longer admits (nor in RedisLimiter._slices)
     late: list[tuple[str, int]] = field(default_factory=list)  # settlements that came while returning
 
     def fits(self, limits: Limits, tokens: int, now_us: int) -> bool:
-        return (not self.returning and limits == self.limits and now_us < self.taken_us + round(LIFE * US)
+        return (limits == self.limits and now_us < self.taken_us + round(LIFE * US)
                 and len(self.spent) < self.requests and self.spent_tokens + tokens <= self.tokens)
 
     def admit(self, tokens: int, now_us: int) -> Decision:
