@@ -122,6 +122,19 @@ def options() -> argparse.Namespace:
     return args
 
 
+def polled_point(peer: dict, relay: "bg.anchors.Proc", body: Path, args: argparse.Namespace, url: str,
+                 key: str) -> tuple[float, float, Poller]:
+    """chat_point while a Poller GETs `url` at --poll-every-ms; the poller (stopped) comes back too."""
+    poller = Poller(url, key, args.poll_every_ms / 1000)
+    poller.start()
+    try:
+        rate, cores = chat_point(peer, relay, body, args.conc, args.duration)
+    finally:
+        poller.stopping.set()
+        poller.join()
+    return rate, cores, poller
+
+
 def start_relay(name: str, checkout: Path, key: str, env: dict[str, str], port: int, upstream_url: str,
                 args: argparse.Namespace, out: Path, procs: list) -> tuple[dict, Any]:
     """A relay of `checkout` on `port`, ready (its process joins `procs`, stopped at the end)."""
@@ -207,22 +220,16 @@ def main() -> None:
             rate, cores = chat_point(peer, relay, body, args.conc, args.duration)
             alone.append(rate)
             alone_cores.append(cores)
-            poller = Poller(usage_url, hot_key, args.poll_every_ms / 1000)
-            poller.start()
-            rate, cores = chat_point(peer, relay, body, args.conc, args.duration)
-            poller.stopping.set()
-            poller.join()
+            rate, cores, poller = polled_point(peer, relay, body, args, usage_url, hot_key)
             polled.append(rate)
             relay_cores.append(cores)
             poller_cores.append(poller.cpu_s / args.duration)
             poll_rates.append(len(poller.latencies_ms) / args.duration)
             polls.extend(poller.latencies_ms)
             if args.control:
-                control = Poller(f"http://127.0.0.1:{args.port_base + 1}/healthz", hot_key, args.poll_every_ms / 1000)
-                control.start()
-                controlled.append(chat_point(peer, relay, body, args.conc, args.duration)[0])
-                control.stopping.set()
-                control.join()
+                rate, _, control = polled_point(peer, relay, body, args,
+                                                f"http://127.0.0.1:{args.port_base + 1}/healthz", hot_key)
+                controlled.append(rate)
                 control_rates.append(len(control.latencies_ms) / args.duration)
                 print(f"rep {rep}: chat with a /healthz poller {controlled[-1]:,.0f} req/s "
                       f"({control_rates[-1]:,.0f} polls a second)", flush=True)
